@@ -1,0 +1,36 @@
+"""The `aimespec` command: a thin typer app over the library's engines, one module a command."""
+
+import typer
+
+from aimespec.cli.spec import spec
+
+app = typer.Typer(
+    name="aimespec",
+    help="Shape-typed specifications for the AIME world model: check, trace, diagnose, spec.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("spec")(spec)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from aimespec import __version__
+
+        typer.echo(f"aimespec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Shape-typed specifications for the AIME world model."""
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

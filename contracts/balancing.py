@@ -1,0 +1,19 @@
+"""Pillar 5 (balancing): RGB, rotation-based gradient balancing of the task gradients."""
+
+from typing import Annotated
+
+from jaxtyping import Float
+from torch import Tensor
+
+from aimespec._contract import Contract
+
+
+class RGB(Contract):
+    """grads [num_tasks, P] (one flattened gradient per task) -> one balanced gradient [P]."""
+
+    pillar = "balancing"
+    free_dims = {"num_tasks": 4, "P": 1000}
+
+    def balance(self, grads: Float[Tensor, "num_tasks P"]) -> Annotated[Float[Tensor, "P"], "balanced_grad"]:
+        """grads [num_tasks, P] -> balanced_grad [P]."""
+        ...
