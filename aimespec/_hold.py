@@ -14,7 +14,7 @@ import torch
 from aimespec._config import AimeConfig
 from aimespec._contract import MethodContract, resolve
 from aimespec._errors import ContractViolation
-from aimespec._spec import Leaf, Node, Other, TupleNode, evaluate
+from aimespec._spec import DictNode, Leaf, Node, Other, TupleNode, evaluate
 from aimespec._symbols import symbol_values
 from aimespec._validate import CallChecker, Violation
 
@@ -44,11 +44,21 @@ def call_values(contract: MethodContract, cfg: AimeConfig, B: int, T: int) -> di
 
 
 def make_inputs(
-    ref: str | MethodContract, cfg: AimeConfig, B: int, T: int, seed: int = 0, device: str | torch.device = "cpu"
+    ref: str | MethodContract,
+    cfg: AimeConfig,
+    B: int,
+    T: int,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    *,
+    overrides: dict[str, int] | None = None,
 ) -> CallInputs:
-    """Draw valid positional arguments for a contract (optional arguments left at their defaults)."""
+    """Draw valid positional arguments for a contract (optional arguments left at their defaults).
+
+    `overrides` replaces symbol values (e.g. `{"D": 32}` to draw deliberately wrong inputs).
+    """
     contract = resolve(ref) if isinstance(ref, str) else ref
-    values = call_values(contract, cfg, B, T)
+    values = {**call_values(contract, cfg, B, T), **(overrides or {})}
     g = torch.Generator().manual_seed(seed)
     args, names = [], []
     for p in contract.params:
@@ -59,9 +69,30 @@ def make_inputs(
     return CallInputs(contract.name, tuple(args), tuple(names), B, T, seed, values)
 
 
+def make_result(
+    ref: str | MethodContract,
+    cfg: AimeConfig,
+    B: int,
+    T: int,
+    seed: int = 0,
+    *,
+    overrides: dict[str, int] | None = None,
+) -> Any:
+    """A valid result for a contract (tuples as tuples, mappings as dicts), e.g. for a fake implementation."""
+    contract = resolve(ref) if isinstance(ref, str) else ref
+    values = {**call_values(contract, cfg, B, T), **(overrides or {})}
+    for p in contract.params:
+        if p.name in values or not isinstance(p.node, Other) or not isinstance(p.default, int):
+            continue
+        values[p.name] = p.default
+    return _draw(contract, contract.returns, values, torch.Generator().manual_seed(seed), "cpu")
+
+
 def _draw(contract: MethodContract, node: Node, values: dict[str, int], g: torch.Generator, device: Any) -> Any:
     if isinstance(node, TupleNode):
         return tuple(_draw(contract, item, values, g, device) for item in node.items)
+    if isinstance(node, DictNode):
+        return {key: _draw(contract, item, values, g, device) for key, item, _required in node.entries}
     if isinstance(node, Leaf):
         shape = tuple(_size(d, values) for d in node.dims)
         for inv in contract.invariants_for(node.path):
@@ -141,6 +172,7 @@ def hold(
     inputs = make_inputs(contract, cfg, B, T, seed, device)
     free = {k: v for k, v in inputs.values.items() if k in contract.free_symbols()}
     checker = CallChecker(contract, cfg, values=values, initial=free)
+    checker.check_inputs(inputs.arguments)  # valid by construction; binds n_samples and friends
     try:
         result = call_method(obj, contract, inputs)
     except ContractViolation as exc:  # the object checks itself (a reference component)

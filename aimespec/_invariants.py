@@ -77,6 +77,7 @@ class InRange(Invariant):
     high: float = math.inf
     low_open: bool = False
     high_open: bool = False
+    atol: float = 0.0  # rounding slack on closed ends (perplexity of one code is exp(0) ~ 1)
 
     def _interval(self) -> str:
         lo = "(" if self.low_open else "["
@@ -90,8 +91,8 @@ class InRange(Invariant):
         if v.numel() == 0:
             return None
         lo, hi = v.min().item(), v.max().item()
-        bad_low = lo <= self.low if self.low_open else lo < self.low
-        bad_high = hi >= self.high if self.high_open else hi > self.high
+        bad_low = lo <= self.low if self.low_open else lo < self.low - self.atol
+        bad_high = hi >= self.high if self.high_open else hi > self.high + self.atol
         if bad_low or bad_high:
             return f"must lie in {self._interval()}, but spans [{lo:.4g}, {hi:.4g}]"
         return None
@@ -152,6 +153,10 @@ class FiniteLoss(Invariant):
 
     def describe(self) -> str:
         return f"{self.path} finite" + (" and >= 0" if self.nonnegative else "")
+
+    def draw(self, shape, dims, values, g):
+        x = torch.randn(shape, generator=g)
+        return x.abs() if self.nonnegative else x
 
 
 def _num(x: float) -> str:

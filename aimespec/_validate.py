@@ -125,9 +125,9 @@ class CallChecker:
     # --- public steps -------------------------------------------------------------------
     def check_inputs(self, arguments: Mapping[str, Any]) -> list[Violation]:
         found: list[Violation] = []
-        for p in self.contract.params:
-            if isinstance(p.node, Other) and p.name in arguments:
-                v = arguments[p.name]
+        for p in self.contract.params:  # integer arguments (n_samples) bind their symbol
+            if isinstance(p.node, Other):
+                v = arguments.get(p.name, p.default)
                 if isinstance(v, int) and not isinstance(v, bool):
                     self.bindings.values[p.name] = v
         pairs: list[tuple[Node, Any, bool]] = []
@@ -189,6 +189,12 @@ class CallChecker:
                                    leaf.symbolic, full_expected)
         got = list(value.shape)
         if value.dim() != len(leaf.dims):
+            lead = leaf.dims[0] if leaf.dims else ""
+            if lead in self.bindings.free and lead not in self.bindings.values and value.dim():
+                self.bindings.values[lead] = int(value.shape[0])  # a leading batch axis usually survives
+                expected_shape = self.bindings.concrete(leaf)
+                full_expected = [s if s is not None else -1 for s in expected_shape]
+                exp_txt = f"{leaf.symbolic} = {_fmt_shape(expected_shape)}"
             bound = _fmt_bindings(self.bindings.mentioned(leaf))
             text = (f"{leaf.path} expected {len(leaf.dims)} dims {exp_txt}, got {value.dim()} dims "
                     f"{_fmt_shape(got)}" + (f" ({bound})" if bound else ""))

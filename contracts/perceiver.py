@@ -24,7 +24,7 @@ class VQPTTokenizer(Contract):
         InRange("video", 0.0, 1.0),
         IntRange("tokens", "0", "num_codes-1"),
         FiniteLoss("vq_loss", nonnegative=True),
-        InRange("perplexity", 1.0 - 1e-4, float("inf")),
+        InRange("perplexity", 1.0, float("inf"), atol=1e-4),
     )
     def encode(self, video: Float[Tensor, "B T C H W"]) -> EncodeResult:
         """video [B, T, C, H, W] -> (tokens [B, T, H_t, W_t], vq_loss scalar, perplexity scalar)."""

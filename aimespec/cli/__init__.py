@@ -2,6 +2,7 @@
 
 import typer
 
+from aimespec.cli.collect import collect
 from aimespec.cli.spec import spec
 
 app = typer.Typer(
@@ -12,6 +13,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("spec")(spec)
+app.command("collect")(collect)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,5 @@
+"""`python -m aimespec.cli`."""
+
+from aimespec.cli import main
+
+main()

@@ -1,0 +1,210 @@
+"""`Trainer`: one AIME training step (the seed's "PILLAR 5: RGB GRADIENT BALANCING").
+
+    out    = model.forward_sequence(observations, actions)
+    losses = [L_ELBO, L_perceiver, L_predictive, L_adversarial]
+    grads  = [4, P]   one flattened gradient per task over every generator parameter
+    grads  = grad_reducer(grads)            # optional: the distributed trainer averages ranks
+    g      = balancer.balance(grads)        # [P], RGB by default
+    g      = g * min(1, grad_clip / ||g||)  # clip the balanced vector
+    unflatten g into .grad; generator Adam step
+    discriminator: BCE(real observations -> 1, detached reconstructions -> 0), its own Adam
+
+With `example_ids`, the forward runs inside `noise.per_example(...)`: each example's
+noise depends on its id and the step only, not on the batch it shares, so the mean of
+two half-batch gradients equals the full batch's (every loss is a batch mean).
+"""
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from aimespec._config import AimeConfig
+from aimespec._errors import AimespecError
+from reference_model import noise
+from reference_model.balancing import RGB
+from reference_model.losses import TASKS, TaskLosses, check_losses, compute_losses, discriminator_loss
+
+# Per-example seeds are `seed_base + step * NOISE_STEP_STRIDE + example_id`: fresh noise every
+# step, the same noise for an example whichever batch (or process) it lands in.
+NOISE_STEP_STRIDE = 2**32
+
+GradReducer = Callable[[Tensor], Tensor]
+
+
+class NonFiniteLoss(AimespecError):
+    """A loss or sub-term was NaN or Inf; raised before any parameter update."""
+
+
+def flatten_grads(grads: tuple[Tensor | None, ...], params: list[nn.Parameter]) -> Float[Tensor, "P"]:
+    """One vector `[P]` from per-parameter gradients (None, an unused parameter, as zeros)."""
+    return torch.cat([
+        (g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params, strict=True)
+    ])
+
+
+def unflatten_into_grad(vector: Float[Tensor, "P"], params: list[nn.Parameter]) -> None:
+    """Write `vector [P]` into the parameters' `.grad`, in order."""
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad = vector[offset:offset + n].view_as(p).clone()
+        offset += n
+
+
+class Trainer:
+    """Generator (world model) and discriminator optimisers, RGB balancing of four tasks.
+
+    `balancer`: anything with `.balance(grads [num_tasks, P]) -> [P]` (default `RGB(cfg)`).
+    `grad_reducer`: called on the task gradients `[4, P]` and the discriminator's gradient
+    `[1, P_disc]` before they are used (a distributed trainer averages them across ranks).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        cfg: AimeConfig,
+        balancer: Any = None,
+        grad_reducer: GradReducer | None = None,
+        *,
+        seed_base: int = 0,
+        disc_learning_rate: float | None = None,
+    ) -> None:
+        self.model = model
+        self.cfg = cfg
+        self.balancer = balancer if balancer is not None else RGB(cfg)
+        self.grad_reducer = grad_reducer
+        self.seed_base = int(seed_base)
+        self.discriminator: nn.Module = model.discriminator
+        disc_ids = {id(p) for p in self.discriminator.parameters()}
+        self.params = [p for p in model.parameters() if p.requires_grad and id(p) not in disc_ids]
+        self.disc_params = [p for p in self.discriminator.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(self.params, lr=cfg.learning_rate)
+        self.disc_optimizer = torch.optim.Adam(
+            self.disc_params, lr=cfg.learning_rate if disc_learning_rate is None else disc_learning_rate
+        )
+        self.step_count = 0
+
+    # --- the pieces of a step -------------------------------------------------------------
+    def noise_seeds(self, example_ids: Tensor | list[int]) -> list[int]:
+        """The per-example noise seeds of this step for `example_ids`."""
+        ids = example_ids.tolist() if torch.is_tensor(example_ids) else list(example_ids)
+        return [self.seed_base + self.step_count * NOISE_STEP_STRIDE + int(i) for i in ids]
+
+    def forward(self, observations: Tensor, actions: Tensor, example_ids: Tensor | list[int] | None = None
+                ) -> tuple[dict[str, Tensor], TaskLosses]:
+        """`forward_sequence` (per-example noise when ids are given) and the task losses."""
+        if example_ids is not None and len(example_ids) != observations.shape[0]:
+            raise ValueError(
+                f"example_ids has {len(example_ids)} ids for a batch of {observations.shape[0]} videos"
+            )
+        if example_ids is None:
+            out = self.model.forward_sequence(observations, actions)
+            losses = compute_losses(self.model, out, observations)
+        else:
+            with noise.per_example(self.noise_seeds(example_ids)):
+                out = self.model.forward_sequence(observations, actions)
+                losses = compute_losses(self.model, out, observations)
+        return out, losses
+
+    def ensure_finite(self, losses: TaskLosses) -> None:
+        """Raise `NonFiniteLoss` naming every NaN/Inf loss or term and the step."""
+        items = losses.items()
+        finite = torch.isfinite(torch.stack([v.detach().reshape(()) for v in items.values()]))
+        if not bool(finite.all()):
+            bad = [name for name, ok in zip(items, finite.tolist(), strict=True) if not ok]
+            values = ", ".join(f"{name}={items[name].item()}" for name in bad)
+            raise NonFiniteLoss(
+                f"non-finite loss at step {self.step_count}: {values}; no parameter was updated"
+            )
+
+    def task_gradients(self, losses: TaskLosses) -> Float[Tensor, "4 P"]:
+        """One flattened gradient per task over every generator parameter, `[4, P]`."""
+        rows = []
+        for name in TASKS:
+            loss = losses.tasks[name]
+            if loss.requires_grad:
+                grads = torch.autograd.grad(loss, self.params, retain_graph=True, allow_unused=True)
+            else:
+                grads = (None,) * len(self.params)
+            rows.append(flatten_grads(grads, self.params))
+        return torch.stack(rows)
+
+    def compute_task_gradients(
+        self, observations: Tensor, actions: Tensor, example_ids: Tensor | list[int] | None = None
+    ) -> tuple[Float[Tensor, "4 P"], TaskLosses, dict[str, Tensor]]:
+        """Forward, losses (checked finite) and the `[4, P]` task gradients, with no update."""
+        out, losses = self.forward(observations, actions, example_ids)
+        self.ensure_finite(losses)
+        check_losses(losses)
+        return self.task_gradients(losses), losses, out
+
+    # --- one step ---------------------------------------------------------------------------
+    def step(self, observations: Tensor, actions: Tensor, example_ids: Tensor | list[int] | None = None
+             ) -> dict[str, float]:
+        """One generator and one discriminator update; the losses as Python floats."""
+        self.model.train()
+        grads, losses, out = self.compute_task_gradients(observations, actions, example_ids)
+        if self.grad_reducer is not None:
+            grads = self.grad_reducer(grads)
+        balanced = self.balancer.balance(grads)  # [P]
+        norm = balanced.norm()
+        balanced = balanced * (self.cfg.grad_clip / norm.clamp_min(1e-12)).clamp(max=1.0)
+        self.optimizer.zero_grad(set_to_none=True)
+        unflatten_into_grad(balanced, self.params)
+        self.optimizer.step()
+
+        disc = self.discriminator_step(observations, out["reconstructions"])
+        self.step_count += 1
+        report = {name: float(v.detach()) for name, v in losses.items().items()}
+        report.update(
+            discriminator=disc,
+            grad_norm=float(norm.detach()),
+            perplexity=float(out["perplexity"].detach()),
+        )
+        return report
+
+    def discriminator_step(self, real: Tensor, fake: Tensor) -> float:
+        """One discriminator update on real videos vs detached reconstructions; its loss."""
+        loss = discriminator_loss(self.discriminator, real, fake.detach())
+        if not torch.isfinite(loss.detach()):
+            raise NonFiniteLoss(f"non-finite loss at step {self.step_count}: discriminator={loss.item()}")
+        grads = torch.autograd.grad(loss, self.disc_params, allow_unused=True)
+        flat = flatten_grads(grads, self.disc_params)
+        if self.grad_reducer is not None:
+            flat = self.grad_reducer(flat.unsqueeze(0)).squeeze(0)
+        self.disc_optimizer.zero_grad(set_to_none=True)
+        unflatten_into_grad(flat, self.disc_params)
+        self.disc_optimizer.step()
+        return float(loss.detach())
+
+    # --- checkpoint / resume ------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """A snapshot (deep copy) of the whole training state: model, both optimisers,
+        the balancer's state, the step counter and the noise seed base."""
+        balancer_state = self.balancer.state_dict() if hasattr(self.balancer, "state_dict") else None
+        return copy.deepcopy({
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "disc_optimizer": self.disc_optimizer.state_dict(),
+            "balancer": balancer_state,
+            "step_count": self.step_count,
+            "seed_base": self.seed_base,
+        })
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from `state_dict()`'s snapshot (copied: the snapshot stays untouched)."""
+        state = copy.deepcopy(state)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.disc_optimizer.load_state_dict(state["disc_optimizer"])
+        if state.get("balancer") is not None and hasattr(self.balancer, "load_state_dict"):
+            self.balancer.load_state_dict(state["balancer"])
+        self.step_count = int(state["step_count"])
+        self.seed_base = int(state.get("seed_base", self.seed_base))
+
+
+__all__ = ["NOISE_STEP_STRIDE", "NonFiniteLoss", "Trainer", "flatten_grads", "unflatten_into_grad"]
