@@ -1,7 +1,87 @@
-"""pytest plugin (placeholder until the plugin issue lands): registers `--aimespec`."""
+"""pytest plugin: `pytest --aimespec` runs the session with full contract checking switched on.
+
+- `reference_model` (and anything decorated with `@aimespec.checked`) is checked in `full`
+  mode whatever `AIMESPEC_CHECK` says outside;
+- the packages named with `--aimespec-packages=pkg,other` (or the ini option
+  `aimespec_packages`) get jaxtyping's import hook with beartype, so that every jaxtyping
+  annotation in them is checked at runtime during the session.
+
+Enable it per run (`pytest --aimespec`) or for a project (`[tool.pytest.ini_options] aimespec = true`).
+"""
+
+import os
+import sys
+
+import pytest
+
+_STATE: dict[str, object] = {}
 
 
-def pytest_addoption(parser):
-    group = parser.getgroup("aimespec")
-    group.addoption("--aimespec", action="store_true", default=False,
-                    help="Run with full aimespec contract checking switched on.")
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("aimespec", "aimespec contract checking")
+    group.addoption("--aimespec", action="store_true", default=None,
+                    help="Run with full aimespec contract checking (shapes, dtypes, value invariants).")
+    group.addoption("--aimespec-packages", default=None, metavar="PKG[,PKG]",
+                    help="Also check the jaxtyping annotations of these packages with beartype.")
+    parser.addini("aimespec", type="bool", default=False, help="Enable aimespec checking for every run.")
+    parser.addini("aimespec_packages", type="args", default=[], help="Packages whose annotations are checked.")
+
+
+def _enabled(config: pytest.Config) -> bool:
+    flag = config.getoption("aimespec")
+    return bool(flag) if flag is not None else bool(config.getini("aimespec"))
+
+
+def _packages(config: pytest.Config) -> list[str]:
+    raw = config.getoption("aimespec_packages")
+    names = raw.split(",") if raw else list(config.getini("aimespec_packages"))
+    return [n.strip() for n in names if n.strip()]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not _enabled(config):
+        return
+    _STATE["previous_mode"] = os.environ.get("AIMESPEC_CHECK")
+    os.environ["AIMESPEC_CHECK"] = "full"
+    packages = _packages(config)
+    already = [p for p in packages if p in sys.modules]
+    if packages:
+        from jaxtyping import install_import_hook
+
+        _STATE["hook"] = install_import_hook(packages, "beartype.beartype")
+    _STATE["packages"] = packages
+    _STATE["already"] = already
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if "previous_mode" not in _STATE:
+        return
+    previous = _STATE.pop("previous_mode")
+    if previous is None:
+        os.environ.pop("AIMESPEC_CHECK", None)
+    else:
+        os.environ["AIMESPEC_CHECK"] = str(previous)
+    hook = _STATE.pop("hook", None)
+    if hook is not None:
+        hook.uninstall()
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if not _enabled(config):
+        return None
+    packages = _STATE.get("packages") or []
+    line = "aimespec: full contract checking" + (f"; jaxtyping+beartype on {', '.join(packages)}" if packages else "")
+    if _STATE.get("already"):
+        line += f" (already imported before the hook, not checked: {', '.join(_STATE['already'])})"
+    return line
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if not _enabled(config):
+        return
+    failed = terminalreporter.stats.get("failed", [])
+    hits = [r.nodeid for r in failed if "ContractViolation" in str(r.longrepr) or "TypeCheckError" in str(r.longrepr)]
+    if hits:
+        terminalreporter.write_sep("=", f"aimespec: {len(hits)} test(s) failed on a contract")
+        for nodeid in hits:
+            terminalreporter.write_line(f"  {nodeid}")
