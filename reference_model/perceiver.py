@@ -161,8 +161,9 @@ class _Attention(nn.Module):
         self.to_kv = nn.Linear(dim, 2 * dim)
         self.out = nn.Linear(dim, dim)
 
-    def forward(self, x: Float[Tensor, "N n d"], inputs: Float[Tensor, "N m d"], causal: bool = False
-                ) -> Float[Tensor, "N n d"]:
+    def forward(
+        self, x: Float[Tensor, "N n d"], inputs: Float[Tensor, "N m d"], causal: bool = False
+    ) -> Float[Tensor, "N n d"]:
         q = rearrange(self.to_q(x), "b n (h e) -> b h n e", h=self.heads)
         k, v = rearrange(self.to_kv(inputs), "b m (two h e) -> two b h m e", two=2, h=self.heads)
         out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
@@ -250,9 +251,9 @@ class CausalPerceiverIO(nn.Module):
         return rearrange(latents.mean(dim=1), "(b t) d -> b t d", b=B)
 
     @checked("CausalPerceiverIO.extract_context")
-    def extract_context(self, videos: Float[Tensor, "B T C H W"]) -> Annotated[
-        Float[Tensor, "B T context_dim"], "context"
-    ]:
+    def extract_context(
+        self, videos: Float[Tensor, "B T C H W"]
+    ) -> Annotated[Float[Tensor, "B T context_dim"], "context"]:
         """videos [B, T, C, H, W] -> context [B, T, context_dim]."""
         tokens, vq_loss, perplexity = self.tokenizer.encode(videos)
         context = self.norm_out(self.temporal(self.frame_context(tokens)))

@@ -34,8 +34,12 @@ class ResBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            _norm(in_ch), nn.SiLU(), nn.Conv2d(in_ch, out_ch, 3, 1, 1),
-            _norm(out_ch), nn.SiLU(), nn.Conv2d(out_ch, out_ch, 3, 1, 1),
+            _norm(in_ch),
+            nn.SiLU(),
+            nn.Conv2d(in_ch, out_ch, 3, 1, 1),
+            _norm(out_ch),
+            nn.SiLU(),
+            nn.Conv2d(out_ch, out_ch, 3, 1, 1),
         )
         self.skip = nn.Identity() if in_ch == out_ch else nn.Conv2d(in_ch, out_ch, 1)
 
@@ -67,7 +71,8 @@ class VAEEncoder(nn.Module):
         side = cfg.input_dim // 2 ** len(chans)
         hidden = max(chans[-1], 2 * cfg.latent_dim)
         self.head = nn.Sequential(
-            nn.Linear(chans[-1] * side * side + cfg.context_dim, hidden), nn.SiLU(),
+            nn.Linear(chans[-1] * side * side + cfg.context_dim, hidden),
+            nn.SiLU(),
             nn.Linear(hidden, 2 * cfg.latent_dim),
         )
 
@@ -97,12 +102,16 @@ class AttentionModulation(nn.Module):
         super().__init__()
         self.gain = nn.Parameter(torch.full((1, channels, 1, 1), 0.5))
 
-    def forward(self, feat: Float[Tensor, "B c h w"], attention_map: Float[Tensor, "B H_att W_att"]
-                ) -> Float[Tensor, "B c h w"]:
+    def forward(
+        self, feat: Float[Tensor, "B c h w"], attention_map: Float[Tensor, "B H_att W_att"]
+    ) -> Float[Tensor, "B c h w"]:
         cells = attention_map.shape[-1] * attention_map.shape[-2]
         att = F.interpolate(
-            attention_map.unsqueeze(1) * cells, size=feat.shape[-2:], mode="bilinear",
-            align_corners=False, antialias=True,
+            attention_map.unsqueeze(1) * cells,
+            size=feat.shape[-2:],
+            mode="bilinear",
+            align_corners=False,
+            antialias=True,
         )  # [B, 1, h, w], mean about 1
         return feat * (1 + self.gain * att)
 
@@ -124,8 +133,9 @@ class VAEDecoder(nn.Module):
         outs = [*chans[-2::-1], chans[0]]  # mirrored: 512 -> 256 -> 128 -> 64 -> 64
         self.project = nn.Linear(cfg.latent_dim, chans[-1] * self.side * self.side)
         self.stages = nn.ModuleList(
-            nn.Sequential(ResBlock(in_ch, out_ch), nn.Upsample(scale_factor=2, mode="nearest"),
-                          nn.Conv2d(out_ch, out_ch, 3, 1, 1))
+            nn.Sequential(
+                ResBlock(in_ch, out_ch), nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(out_ch, out_ch, 3, 1, 1)
+            )
             for in_ch, out_ch in zip((chans[-1], *outs[:-1]), outs, strict=True)
         )
         self.modulations = nn.ModuleList(AttentionModulation(c) for c in outs[: self.modulated_stages])

@@ -73,11 +73,11 @@ def test_extract_context_holds_its_contract(B: int, T: int, seed: int) -> None:
 def test_full_config_shapes(cfg: AimeConfig) -> None:
     torch.manual_seed(0)
     perceiver = CausalPerceiverIO(cfg).eval()
-    seen = {}
-    perceiver.tokenizer.to_code.register_forward_hook(lambda m, i, o: seen.setdefault("encoded", o.shape))
+    seen = []
+    perceiver.tokenizer.to_code.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape)))
     with torch.no_grad():
         context = perceiver.extract_context(_video(cfg, 8, 16))
-    assert seen["encoded"] == (8, 256, 2, 8, 8)
+    assert seen == [(8, 256, 2, 8, 8)]
     assert perceiver.last_output.tokens.shape == (8, 16, 8, 8)
     assert context.shape == (8, 16, 256)
     assert perceiver.tokenizer.vq.codebook.weight.shape == (cfg.num_codes, cfg.code_dim) == (1024, 256)
@@ -105,8 +105,10 @@ def test_each_frame_feeds_exactly_the_block_that_covers_it(T: int) -> None:
         for f in range(T):
             changed = video.clone()
             changed[:, f] = torch.rand_like(changed[:, f])
-            moved = [not torch.equal(a, b) for a, b in zip(tokenizer.encode_latents(changed).unbind(2),
-                                                            base.unbind(2), strict=True)]
+            moved = [
+                not torch.equal(a, b)
+                for a, b in zip(tokenizer.encode_latents(changed).unbind(2), base.unbind(2), strict=True)
+            ]
             owner = -(-f // s)
             assert moved == [j == owner for j in range(base.shape[2])], (f, moved)
 
