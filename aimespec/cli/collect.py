@@ -1,7 +1,7 @@
 """`aimespec collect`: record dm_control pixel episodes into an `.npz` the trainer loads."""
 
 import time
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +12,7 @@ from aimespec.cli._options import JsonOpt, VerboseOpt
 from aimespec.cli._terminal import Terminal
 
 
-class PolicyName(str, Enum):
+class PolicyName(StrEnum):
     random = "random"
     scripted = "scripted"
 

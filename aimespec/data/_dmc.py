@@ -14,6 +14,7 @@ each recorded action is held for `action_repeat` (default 2) simulator steps, an
 import difflib
 import functools
 import importlib
+import logging
 import math
 import os
 import sys
@@ -37,7 +38,7 @@ def _suite() -> Any:
     if sys.platform.startswith("linux"):
         os.environ.setdefault("MUJOCO_GL", "egl")
     try:
-        return importlib.import_module("dm_control.suite")
+        suite = importlib.import_module("dm_control.suite")
     except ImportError as exc:
         raise DataError(INSTALL) from exc
     except Exception as exc:  # e.g. an incompatible mujoco (4.x breaks every suite task)
@@ -45,6 +46,15 @@ def _suite() -> Any:
             f"dm_control failed to import ({type(exc).__name__}: {exc}): reinstall it with "
             "pip install 'aimespec[dmc]', which pins a compatible mujoco (<4)."
         ) from exc
+    absl = logging.getLogger("absl")
+    if _quiet not in absl.filters:
+        absl.addFilter(_quiet)
+    return suite
+
+
+def _quiet(record: logging.LogRecord) -> bool:
+    """Drop MuJoCo's model-compiler deprecation notes (humanoid's `settotalmass`): noise, not news."""
+    return "is deprecated and will be removed" not in record.getMessage()
 
 
 def _key(name: str) -> str:
@@ -60,11 +70,15 @@ def resolve_task(env: str) -> tuple[str, str]:
         return found
     names = sorted(f"{d}-{t}" for d, t in suite.ALL_TASKS)
     close = difflib.get_close_matches(_key(env), [_key(n) for n in names], n=3, cutoff=0.6)
-    if close:
+    domains = sorted({d for d, _ in suite.ALL_TASKS})
+    domain = next((d for d in domains if _key(env) == _key(d)), None)
+    if domain is not None:
+        own = [t for d, t in suite.ALL_TASKS if d == domain]
+        hint = f"{domain} has the tasks {', '.join(own)}; name one as DOMAIN-TASK, e.g. {domain}-{own[0]}."
+    elif close:
         hint = "did you mean " + " or ".join(f"{tasks[c][0]}-{tasks[c][1]}" for c in close) + "?"
     else:
-        domains = sorted({d for d, _ in suite.ALL_TASKS})
-        domain = next((d for d in domains if _key(env).startswith(_key(d) + "-") or _key(env) == _key(d)), None)
+        domain = next((d for d in domains if _key(env).startswith(_key(d) + "-")), None)
         if domain is not None:
             hint = f"{domain} has the tasks " + ", ".join(t for d, t in suite.ALL_TASKS if d == domain) + "."
         else:
@@ -82,7 +96,7 @@ class ActionSpec:
         return int(self.minimum.shape[0])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _spec(domain: str, task: str) -> ActionSpec:
     env = _load(domain, task, seed=0)
     try:

@@ -1,6 +1,6 @@
 """Episodes on disk: one `.npz` holding `observations`, `actions` and a JSON metadata record.
 
-Layout (every array stored uncompressed-dtype, the file itself zip-compressed):
+Layout (a zip-compressed `.npz`; every entry a plain array, no pickles):
 
 | key | dtype | shape | meaning |
 | --- | --- | --- | --- |
@@ -133,9 +133,7 @@ class EpisodeData:
         return path
 
 
-def load_episodes(
-    path: str | Path, cfg: "AimeConfig | None" = None, *, action_dim: int | None = None
-) -> EpisodeData:
+def load_episodes(path: str | Path, cfg: "AimeConfig | None" = None, *, action_dim: int | None = None) -> EpisodeData:
     """Read and validate an episodes `.npz`; with `cfg` (or `action_dim`) also check that it fits."""
     path = Path(path)
     name = str(path)
@@ -209,9 +207,7 @@ def _validate(obs: Any, act: Any, action_min: Any, action_max: Any, name: str) -
     if obs.dtype != np.uint8:
         raise DataError(f"{name}: observations have dtype {obs.dtype}, expected uint8 RGB frames in [0, 255].")
     if obs.ndim != 5:
-        raise DataError(
-            f"{name}: observations have shape {list(obs.shape)}, expected 5 axes [N, T, 3, H, W]."
-        )
+        raise DataError(f"{name}: observations have shape {list(obs.shape)}, expected 5 axes [N, T, 3, H, W].")
     if act.dtype != np.float32:
         raise DataError(f"{name}: actions have dtype {act.dtype}, expected float32.")
     if act.ndim != 3:
