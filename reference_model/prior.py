@@ -32,8 +32,10 @@ GAMMA_PROPOSALS = 10  # fixed number of Marsaglia-Tsang proposals per draw (see 
 
 def _mlp(cfg: AimeConfig, out: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Linear(cfg.prior_input_dim, cfg.prior_hidden), nn.SiLU(),
-        nn.Linear(cfg.prior_hidden, cfg.prior_hidden), nn.SiLU(),
+        nn.Linear(cfg.prior_input_dim, cfg.prior_hidden),
+        nn.SiLU(),
+        nn.Linear(cfg.prior_hidden, cfg.prior_hidden),
+        nn.SiLU(),
         nn.Linear(cfg.prior_hidden, out),
     )
 
@@ -120,8 +122,9 @@ class DPGMMPrior(nn.Module):
         log_pi = stick_breaking(log_v)
         pi = torch.softmax(log_pi, dim=-1)  # == exp(log_pi) in exact arithmetic; sums to 1 to rounding
 
-        params = rearrange(self.component_net(h), "b (k two d) -> two b k d", k=cfg.max_components, two=2,
-                           d=cfg.latent_dim)
+        params = rearrange(
+            self.component_net(h), "b (k two d) -> two b k d", k=cfg.max_components, two=2, d=cfg.latent_dim
+        )
         means, raw_log_vars = params[0], params[1]
         log_vars = LOGVAR_RANGE * torch.tanh(raw_log_vars / LOGVAR_RANGE)
 
