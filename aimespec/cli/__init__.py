@@ -3,6 +3,7 @@
 import typer
 
 from aimespec.cli.collect import collect
+from aimespec.cli.diagnose import diagnose
 from aimespec.cli.spec import spec
 
 app = typer.Typer(
@@ -14,6 +15,7 @@ app = typer.Typer(
 )
 app.command("spec")(spec)
 app.command("collect")(collect)
+app.command("diagnose")(diagnose)
 
 
 def _version(value: bool) -> None:
