@@ -23,7 +23,7 @@ from aimespec._checking import current_mode
 from aimespec._errors import ContractViolation
 from aimespec._invariants import FiniteLoss
 from aimespec._validate import Violation
-from reference_model.kl import kl_gamma, kl_gaussian_mixture, kl_kumaraswamy_beta
+from reference_model.kl import kl_gamma, kl_gaussian_mixture, kl_sticks
 
 TASKS = ("elbo", "perceiver", "predictive", "adversarial")
 
@@ -76,20 +76,21 @@ def elbo_terms(out: dict[str, Tensor], observations: Tensor) -> dict[str, Tensor
         for key in ("mu", "logvar", "mixture_weights", "prior_means", "prior_log_vars", "kumar_a", "kumar_b",
                     "alpha", "gamma_shape", "gamma_rate")
     }
+    # log pi when the prior gives it: no log(pi) underflow for vanishing weights
+    log_pi = rearrange(out["log_mixture_weights"], "b t k -> (b t) k") if "log_mixture_weights" in out else None
     kl_z = kl_gaussian_mixture(
-        flat["mu"], flat["logvar"], flat["mixture_weights"], flat["prior_means"], flat["prior_log_vars"]
+        flat["mu"], flat["logvar"], flat["mixture_weights"], flat["prior_means"], flat["prior_log_vars"], log_pi
     )
-    # Beta(1, alpha) with alpha the mean of the concentration draws (one per stick).
-    concentration = flat["alpha"].mean(-1, keepdim=True).expand_as(flat["kumar_a"])
-    kl_sticks = kl_kumaraswamy_beta(
-        flat["kumar_a"], flat["kumar_b"], torch.ones_like(concentration), concentration
-    )
+    # KL(Kumaraswamy(a, b) || Beta(1, mean alpha)): the DP's sticks. Its series is truncated at
+    # M terms, which can put it slightly below 0 (e.g. -0.012 for a=1, b=alpha=1.5, where the true
+    # KL is 0); the true KL is >= 0, so max(0, .) is the closer estimate of it.
+    stick_kl = kl_sticks(flat["kumar_a"], flat["kumar_b"], flat["alpha"]).clamp_min(0.0)
     shape, rate = flat["gamma_shape"], flat["gamma_rate"]
     kl_alpha = kl_gamma(shape, rate, torch.full_like(shape, GAMMA_PRIOR_SHAPE), torch.full_like(rate, GAMMA_PRIOR_RATE))
     return {
         "reconstruction": reconstruction_nll(out["reconstructions"], observations),
         "kl_z": kl_z.mean(),
-        "kl_sticks": kl_sticks.mean(),
+        "kl_sticks": stick_kl.mean(),
         "kl_alpha": kl_alpha.mean(),
     }
 

@@ -36,7 +36,7 @@ GradReducer = Callable[[Tensor], Tensor]
 
 
 class NonFiniteLoss(AimespecError):
-    """A loss or sub-term was NaN or Inf; raised before any parameter update."""
+    """A loss, a sub-term or a task gradient was NaN or Inf; raised before any parameter update."""
 
 
 def flatten_grads(grads: tuple[Tensor | None, ...], params: list[nn.Parameter]) -> Float[Tensor, "P"]:
@@ -53,6 +53,32 @@ def unflatten_into_grad(vector: Float[Tensor, "P"], params: list[nn.Parameter]) 
         n = p.numel()
         p.grad = vector[offset:offset + n].view_as(p).clone()
         offset += n
+
+
+def balancer_state(balancer: Any) -> dict[str, Any]:
+    """The state a balancer carries between calls: its `state_dict()`, else its attributes
+    (RGB's consensus and angles, PCGrad's shuffling generator), the config left out."""
+    if hasattr(balancer, "state_dict"):
+        return {"state_dict": balancer.state_dict()}
+    attrs = {}
+    for key, value in vars(balancer).items():
+        if key == "cfg":
+            continue
+        attrs[key] = ("generator", value.get_state()) if isinstance(value, torch.Generator) else value
+    return {"attributes": attrs}
+
+
+def load_balancer_state(balancer: Any, state: dict[str, Any]) -> None:
+    """Restore what `balancer_state` saved."""
+    if "state_dict" in state:
+        balancer.load_state_dict(state["state_dict"])
+        return
+    for key, value in state["attributes"].items():
+        if isinstance(value, tuple) and len(value) == 2 and value[0] == "generator":
+            generator = torch.Generator()
+            generator.set_state(value[1])
+            value = generator
+        setattr(balancer, key, value)
 
 
 class Trainer:
@@ -121,6 +147,15 @@ class Trainer:
                 f"non-finite loss at step {self.step_count}: {values}; no parameter was updated"
             )
 
+    def ensure_finite_gradients(self, grads: Float[Tensor, "4 P"]) -> None:
+        """Raise `NonFiniteLoss` naming every task whose gradient holds NaN or Inf."""
+        finite = torch.isfinite(grads).all(dim=1)
+        if not bool(finite.all()):
+            bad = [name for name, ok in zip(TASKS, finite.tolist(), strict=True) if not ok]
+            raise NonFiniteLoss(
+                f"non-finite gradient of {', '.join(bad)} at step {self.step_count}; no parameter was updated"
+            )
+
     def task_gradients(self, losses: TaskLosses) -> Float[Tensor, "4 P"]:
         """One flattened gradient per task over every generator parameter, `[4, P]`."""
         rows = []
@@ -150,6 +185,7 @@ class Trainer:
         grads, losses, out = self.compute_task_gradients(observations, actions, example_ids)
         if self.grad_reducer is not None:
             grads = self.grad_reducer(grads)
+        self.ensure_finite_gradients(grads)
         balanced = self.balancer.balance(grads)  # [P]
         norm = balanced.norm()
         balanced = balanced * (self.cfg.grad_clip / norm.clamp_min(1e-12)).clamp(max=1.0)
@@ -185,12 +221,11 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """A snapshot (deep copy) of the whole training state: model, both optimisers,
         the balancer's state, the step counter and the noise seed base."""
-        balancer_state = self.balancer.state_dict() if hasattr(self.balancer, "state_dict") else None
         return copy.deepcopy({
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "disc_optimizer": self.disc_optimizer.state_dict(),
-            "balancer": balancer_state,
+            "balancer": balancer_state(self.balancer),
             "step_count": self.step_count,
             "seed_base": self.seed_base,
         })
@@ -201,8 +236,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.disc_optimizer.load_state_dict(state["disc_optimizer"])
-        if state.get("balancer") is not None and hasattr(self.balancer, "load_state_dict"):
-            self.balancer.load_state_dict(state["balancer"])
+        load_balancer_state(self.balancer, state["balancer"])
         self.step_count = int(state["step_count"])
         self.seed_base = int(state.get("seed_base", self.seed_base))
 

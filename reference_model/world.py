@@ -34,6 +34,7 @@ from reference_model.vae import VAEDecoder, VAEEncoder
 # Per-step outputs -> the key they are stacked under (dim 1 = time).
 _PRIOR_KEYS = {
     "pi": "mixture_weights",
+    "log_pi": "log_mixture_weights",
     "means": "prior_means",
     "log_vars": "prior_log_vars",
     "kumar_a": "kumar_a",
@@ -69,11 +70,6 @@ class AimeWorldModel(nn.Module):
         disc = {id(p) for p in self.discriminator.parameters()}
         return [p for p in self.parameters() if p.requires_grad and id(p) not in disc]
 
-    def initial_state(self, batch: int, like: Tensor) -> tuple[Tensor, Tensor]:
-        """Zero LSTM state `(h, c)`, each `[num_layers, B, hidden_dim]`."""
-        shape = (self.cfg.lstm_layers, batch, self.cfg.hidden_dim)
-        return like.new_zeros(shape), like.new_zeros(shape)
-
     @checked("AimeWorldModel.forward_sequence")
     def forward_sequence(
         self, observations: Float[Tensor, "B T C H W"], actions: Float[Tensor, "B T A"]
@@ -89,7 +85,7 @@ class AimeWorldModel(nn.Module):
         B, T = observations.shape[:2]
         context = self.perceiver.extract_context(observations)  # [B, T, context_dim]
         perceived = self.perceiver.last_output
-        h, c = self.initial_state(B, observations)  # [num_layers, B, hidden_dim] each
+        h, c = self.lstm.initial_state(B, observations)  # [num_layers, B, hidden_dim] each
 
         steps: dict[str, list[Tensor]] = {}
         diversity: list[Tensor] = []  # one 0-dim loss per step

@@ -96,7 +96,7 @@ def test_build_model_and_config(small_model):
 
 def test_wrong_action_width_is_a_contract_violation(small_model):
     obs, act = inputs(SMALL, 2, 3)
-    with pytest.raises(ContractViolation, match=r"actions expected B T A = \[2, 3, 6\], got \[2, 3, 5\]"):
+    with pytest.raises(ContractViolation, match=r"actions expected \[B, T, A\] = \[2, 3, 6\], got \[2, 3, 5\]"):
         small_model.forward_sequence(obs, act[..., :5])
 
 
