@@ -5,6 +5,7 @@ import typer
 from aimespec.cli.collect import collect
 from aimespec.cli.diagnose import diagnose
 from aimespec.cli.spec import spec
+from aimespec.cli.train import train
 
 app = typer.Typer(
     name="aimespec",
@@ -16,6 +17,7 @@ app = typer.Typer(
 app.command("spec")(spec)
 app.command("collect")(collect)
 app.command("diagnose")(diagnose)
+app.command("train")(train)
 
 
 def _version(value: bool) -> None:
