@@ -43,7 +43,7 @@ class SlotAttention(nn.Module):
         dim, hidden = cfg.attention_dim, cfg.slot_mlp_hidden
         self.scale = dim**-0.5
         self.norm_inputs = nn.LayerNorm(dim)
-        self.norm_slots = nn.LayerNorm(dim)
+        self.norm_slots = nn.LayerNorm(dim, bias=False)  # a shift here is cancelled by the softmax over slots
         self.norm_mlp = nn.LayerNorm(dim)
         self.to_q = nn.Linear(dim, dim, bias=False)
         self.to_k = nn.Linear(dim, dim, bias=False)
@@ -143,7 +143,7 @@ class AttentionSchema(nn.Module):
             nn.SiLU(),
             nn.Linear(cfg.prior_hidden, 2 * res * res + K),
         )
-        self.fusion = nn.Conv2d(K + 2, 1, 3, padding=1)
+        self.fusion = nn.Conv2d(K + 2, 1, 3, padding=1, bias=False)  # a softmax over positions follows
         self.last: SchemaAux | None = None
         self.diversity_loss: Tensor | None = None
 

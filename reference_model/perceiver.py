@@ -56,7 +56,7 @@ class _FrameEncoder(nn.Module):
         layers: list[nn.Module] = []
         in_ch = cfg.image_channels
         for width in widths:
-            layers += [nn.Conv2d(in_ch, width, 4 if stride == 2 else 3, stride, 1), _norm(width), nn.SiLU()]
+            layers += [nn.Conv2d(in_ch, width, 4 if stride == 2 else 3, stride, 1, bias=False), _norm(width), nn.SiLU()]
             in_ch = width
         self.net = nn.Sequential(*layers)
 
@@ -70,12 +70,12 @@ class _FrameDecoder(nn.Module):
     def __init__(self, cfg: AimeConfig) -> None:
         super().__init__()
         widths = _stage_widths(cfg)
-        layers: list[nn.Module] = [nn.Conv2d(cfg.code_dim, widths[-1], 3, 1, 1), _norm(widths[-1]), nn.SiLU()]
+        layers: list[nn.Module] = [nn.Conv2d(cfg.code_dim, widths[-1], 3, 1, 1, bias=False), _norm(widths[-1]), nn.SiLU()]
         if cfg.token_downsample > 1:
             outs = [*widths[-2::-1], widths[0]]  # mirrored: 256 -> 128 -> 64 -> 64 at the default
             in_ch = widths[-1]
             for out in outs:
-                layers += [nn.ConvTranspose2d(in_ch, out, 4, 2, 1), _norm(out), nn.SiLU()]
+                layers += [nn.ConvTranspose2d(in_ch, out, 4, 2, 1, bias=False), _norm(out), nn.SiLU()]
                 in_ch = out
         layers += [nn.Conv2d(widths[0], cfg.image_channels, 3, 1, 1), nn.Sigmoid()]
         self.net = nn.Sequential(*layers)

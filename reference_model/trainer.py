@@ -180,42 +180,48 @@ class Trainer:
     # --- one step ---------------------------------------------------------------------------
     def step(self, observations: Tensor, actions: Tensor, example_ids: Tensor | list[int] | None = None
              ) -> dict[str, float]:
-        """One generator and one discriminator update; the losses as Python floats."""
+        """One generator and one discriminator update; the losses as Python floats.
+
+        Atomic: every gradient (the four tasks' and the discriminator's) is computed, reduced
+        across processes and checked finite before any parameter moves, so a NaN anywhere
+        leaves the whole training state as it was (and every rank raises together).
+        """
         self.model.train()
         grads, losses, out = self.compute_task_gradients(observations, actions, example_ids)
+        disc_loss, disc_grad = self.discriminator_gradient(observations, out["reconstructions"])
         if self.grad_reducer is not None:
             grads = self.grad_reducer(grads)
+            disc_grad = self.grad_reducer(disc_grad.unsqueeze(0)).squeeze(0)
         self.ensure_finite_gradients(grads)
+        if not (torch.isfinite(disc_loss) and torch.isfinite(disc_grad).all()):
+            raise NonFiniteLoss(
+                f"non-finite loss at step {self.step_count}: discriminator={disc_loss.item()}; "
+                "no parameter was updated"
+            )
         balanced = self.balancer.balance(grads)  # [P]
         norm = balanced.norm()
         balanced = balanced * (self.cfg.grad_clip / norm.clamp_min(1e-12)).clamp(max=1.0)
         self.optimizer.zero_grad(set_to_none=True)
         unflatten_into_grad(balanced, self.params)
         self.optimizer.step()
+        self.disc_optimizer.zero_grad(set_to_none=True)
+        unflatten_into_grad(disc_grad, self.disc_params)
+        self.disc_optimizer.step()
 
-        disc = self.discriminator_step(observations, out["reconstructions"])
         self.step_count += 1
         report = {name: float(v.detach()) for name, v in losses.items().items()}
         report.update(
-            discriminator=disc,
+            discriminator=float(disc_loss),
             grad_norm=float(norm.detach()),
             perplexity=float(out["perplexity"].detach()),
         )
         return report
 
-    def discriminator_step(self, real: Tensor, fake: Tensor) -> float:
-        """One discriminator update on real videos vs detached reconstructions; its loss."""
+    def discriminator_gradient(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Float[Tensor, "P_disc"]]:
+        """The discriminator's loss on real videos vs detached reconstructions, and its flat gradient."""
         loss = discriminator_loss(self.discriminator, real, fake.detach())
-        if not torch.isfinite(loss.detach()):
-            raise NonFiniteLoss(f"non-finite loss at step {self.step_count}: discriminator={loss.item()}")
         grads = torch.autograd.grad(loss, self.disc_params, allow_unused=True)
-        flat = flatten_grads(grads, self.disc_params)
-        if self.grad_reducer is not None:
-            flat = self.grad_reducer(flat.unsqueeze(0)).squeeze(0)
-        self.disc_optimizer.zero_grad(set_to_none=True)
-        unflatten_into_grad(flat, self.disc_params)
-        self.disc_optimizer.step()
-        return float(loss.detach())
+        return loss.detach(), flatten_grads(grads, self.disc_params)
 
     # --- checkpoint / resume ------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

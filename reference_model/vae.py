@@ -36,7 +36,7 @@ class ResBlock(nn.Module):
         self.net = nn.Sequential(
             _norm(in_ch),
             nn.SiLU(),
-            nn.Conv2d(in_ch, out_ch, 3, 1, 1),
+            nn.Conv2d(in_ch, out_ch, 3, 1, 1, bias=False),  # a GroupNorm follows: a bias would be dead
             _norm(out_ch),
             nn.SiLU(),
             nn.Conv2d(out_ch, out_ch, 3, 1, 1),

@@ -125,7 +125,8 @@ try:
     train(sys.argv[1], AimeConfig.from_file(sys.argv[2]), steps=5, out_dir=sys.argv[3], progress=False,
           figure_every=0, device="cpu")
 except TrainingStopped as stopped:
-    print(f"rank {os.environ['RANK']}: {stopped}")
+    sys.stdout.write(f"rank {os.environ['RANK']}: {stopped}\\n")  # one write: lines of two ranks never interleave
+    sys.stdout.flush()
     sys.exit(1)
 """
 
