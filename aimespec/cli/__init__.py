@@ -2,9 +2,11 @@
 
 import typer
 
+from aimespec.cli.check import check
 from aimespec.cli.collect import collect
 from aimespec.cli.diagnose import diagnose
 from aimespec.cli.spec import spec
+from aimespec.cli.trace import trace
 from aimespec.cli.train import train
 
 app = typer.Typer(
@@ -18,6 +20,8 @@ app.command("spec")(spec)
 app.command("collect")(collect)
 app.command("diagnose")(diagnose)
 app.command("train")(train)
+app.command("check")(check)
+app.command("trace")(trace)
 
 
 def _version(value: bool) -> None:

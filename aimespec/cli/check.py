@@ -1,0 +1,46 @@
+"""`aimespec check [PATH]`: hold a model file (default: the bundled reference model) to every contract."""
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from aimespec.cli._options import ConfigOpt, EnvOpt, JsonOpt, SetOpt, VerboseOpt, load_config
+from aimespec.cli._terminal import EXIT_FOUND, EXIT_OK, Terminal
+
+
+def check(
+    path: Annotated[Path | None, typer.Argument(
+        metavar="PATH", help="A Python model file (imported: its code runs). Default: the reference model.",
+        show_default=False)] = None,
+    examples: Annotated[int, typer.Option("--examples", help="Random (B, T) examples besides the config's own.",
+                                          metavar="N")] = 3,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random (B, T) and of the inputs.")] = 0,
+    timeout: Annotated[float, typer.Option("--timeout", metavar="SEC",
+                                           help="Seconds a single component call may run.")] = 20.0,
+    json_: JsonOpt = False,
+    set_: SetOpt = None,
+    config: ConfigOpt = None,
+    env: EnvOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Check every contract the model implements: shapes, dtypes and value invariants, on generated inputs."""
+    from aimespec._check import check as run_check
+
+    term = Terminal(verbose)
+    with term.guard():
+        cfg = load_config(config, set_, env)
+        with _quiet_stdout(json_):  # the model's own prints must not break the JSON document
+            report = run_check(path, cfg, examples=examples, seed=seed, timeout=timeout)
+    report.verbose = verbose
+    if json_:
+        term.json(report.to_json(tracebacks=verbose))
+    else:
+        term.show(report)
+    raise typer.Exit(EXIT_OK if report.ok else EXIT_FOUND)
+
+
+def _quiet_stdout(json_: bool) -> contextlib.AbstractContextManager[object]:
+    return contextlib.redirect_stdout(sys.stderr) if json_ else contextlib.nullcontext()

@@ -1,0 +1,46 @@
+"""`aimespec trace [PATH]`: one forward pass, every component call in order with its shapes."""
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from aimespec.cli._options import ConfigOpt, EnvOpt, JsonOpt, SetOpt, VerboseOpt, load_config
+from aimespec.cli._terminal import EXIT_FOUND, EXIT_OK, Terminal
+
+
+def trace(
+    path: Annotated[Path | None, typer.Argument(
+        metavar="PATH", help="A Python model file with build_model(cfg). Default: the reference model.",
+        show_default=False)] = None,
+    batch: Annotated[int | None, typer.Option("--batch", metavar="B", help="B (default: batch_size).")] = None,
+    seq_len: Annotated[int | None, typer.Option("--seq-len", metavar="T",
+                                                help="T (default: sequence_length).")] = None,
+    all_steps: Annotated[bool, typer.Option("--all-steps",
+                                            help="Show every timestep, not the first and last.")] = False,
+    json_: JsonOpt = False,
+    set_: SetOpt = None,
+    config: ConfigOpt = None,
+    env: EnvOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run a forward pass and print every component call in order, with symbolic and concrete shapes."""
+    from aimespec._trace import trace as run_trace
+
+    term = Terminal(verbose)
+    with term.guard():
+        cfg = load_config(config, set_, env)
+        with _quiet_stdout(json_):  # the model's own prints must not break the JSON document
+            report = run_trace(path, cfg, batch=batch, seq_len=seq_len)
+    report.all_steps = all_steps
+    if json_:
+        term.json(report.to_json())
+    else:
+        term.show(report)
+    raise typer.Exit(EXIT_OK if report.ok else EXIT_FOUND)
+
+
+def _quiet_stdout(json_: bool) -> contextlib.AbstractContextManager[object]:
+    return contextlib.redirect_stdout(sys.stderr) if json_ else contextlib.nullcontext()
