@@ -78,15 +78,20 @@ def example_pairs(cfg: AimeConfig, n: int, seed: int, *, cap: tuple[int, int] | 
 
 
 def check(path: str | Path | None, cfg: AimeConfig, *, examples: int = 3, seed: int = 0, timeout: float = 20.0,
-          device: str | torch.device = "cpu") -> CheckReport:
-    """Check a model file (None: the bundled reference model) against every contract it implements."""
+          device: str | torch.device = "cpu", meta: bool = True) -> CheckReport:
+    """Check a model file (None: the bundled reference model) against every contract it implements.
+
+    With `meta` (the default) the config's own, full-size (B, T) runs on the meta device when
+    the code allows it (shapes and dtypes at no FLOPs); the random, smaller (B, T) run on real
+    tensors and carry the value invariants.
+    """
     if isinstance(examples, bool) or not isinstance(examples, int) or examples < 0:
         raise UsageError(f"--examples must be a non-negative integer, got {examples!r}")
     if not isinstance(timeout, (int, float)) or timeout <= 0:
         raise UsageError(f"--timeout must be a positive number of seconds, got {timeout!r}")
     started = time.perf_counter()
     source = load_source(path)
-    engine = _Engine(source, cfg, examples, seed, float(timeout), device)
+    engine = _Engine(source, cfg, examples, seed, float(timeout), device, meta)
     rows = engine.run()
     return CheckReport(cfg, source.label, seed, engine.pairs, rows, time.perf_counter() - started)
 
@@ -99,13 +104,16 @@ def _free_used(mc: MethodContract) -> tuple[str, ...]:
 
 class _Engine:
     def __init__(self, source: ModelSource, cfg: AimeConfig, examples: int, seed: int, timeout: float,
-                 device: str | torch.device) -> None:
+                 device: str | torch.device, meta: bool = True) -> None:
         self.source, self.cfg, self.seed, self.timeout, self.device = source, cfg, seed, timeout, device
         self.pairs = example_pairs(cfg, examples, seed)
         frames = cfg.batch_size * cfg.sequence_length
         self.world_pairs = example_pairs(cfg, examples, seed, cap=(cfg.batch_size, cfg.sequence_length),
                                          budget=max(frames // WORLD_BUDGET, 2))
         self.standalone: dict[tuple[type, str], ContractResult] = {}
+        self.meta = meta
+        # value invariants need real numbers: when shapes ran on meta, one small real call (B != T)
+        self.small_pair = (min(2, cfg.batch_size), min(3, cfg.sequence_length))
 
     def run(self) -> list[ContractResult]:
         rows: list[ContractResult] = []
@@ -168,34 +176,50 @@ class _Engine:
                     continue
                 done: set[tuple[int, ...]] = set()
                 used = _free_used(mc)
+                real = []  # the (B, T) that could not run on the meta device
                 for B, T in self.pairs:
                     same = tuple(v for s, v in (("B", B), ("T", T)) if s in used)
                     if same in done:  # e.g. a per-frame contract: T changes nothing
                         continue
                     done.add(same)
+                    if not self._on_meta(lambda comp=comp: build(comp.cls, self.cfg), mc.method,
+                                         lambda o, r, mc=mc, B=B, T=T, row=row: self._call(
+                                             row, mc, o, comp.cls, B, T, r, inner, device="meta")):
+                        real.append((B, T))
+                if len(real) < len(done):  # shapes ran on meta: value invariants on small real tensors
+                    real.append(self.small_pair)
+                for B, T in dict.fromkeys(real):
                     recorder.start_run()
-                    stop = self._call(row, mc, obj, comp.cls, B, T, recorder, inner)
-                    if stop:
+                    if self._call(row, mc, obj, comp.cls, B, T, recorder, inner):
                         break
         return rows + list(inner.values())
 
     def _call(self, row: ContractResult, mc: MethodContract, obj: Any, cls: type, B: int, T: int,
-              recorder: Recorder, inner: dict[tuple, ContractResult]) -> bool:
-        """One generated call of `mc` on `obj`; True when the remaining examples should be skipped."""
-        inputs = make_inputs(mc, self.cfg, B, T, self.seed, self.device)
+              recorder: Recorder, inner: dict[tuple, ContractResult], device: str | None = None) -> bool:
+        """One generated call of `mc` on `obj`; True when the remaining examples should be skipped.
+
+        With `device="meta"` an exception raises `_NeedsRealTensors` instead of becoming a finding.
+        """
+        inputs = make_inputs(mc, self.cfg, B, T, self.seed, device or self.device)
         free = {k: v for k, v in inputs.values.items() if k in mc.free_symbols()}
         checker = CallChecker(mc, self.cfg, values=True, initial=free)
-        row.calls += 1
-        row.note_example(B, T)
         method = getattr(cls, mc.method, None)
         stop = False
         try:
             with recorder.top(mc.name):
                 result = self._run(lambda: call_method(obj, mc, inputs), recorder)
         except (Exception, CallTimeout, SystemExit) as exc:
+            if device == "meta":
+                raise _NeedsRealTensors from exc
+            row.calls += 1
+            row.note_example(B, T)
             stop = isinstance(exc, CallTimeout)
             self._failed(row, mc.name, exc, B, T, recorder, inner, cls.__name__)
         else:
+            if device == "meta" and any(c.exception is not None for c in recorder.calls):
+                raise _NeedsRealTensors  # an inner call failed on meta and the user's code caught it
+            row.calls += 1
+            row.note_example(B, T)
             for v in checker.check_outputs(result):
                 row.add(self._shape_finding(v, B, T, None, return_line(method, v.tensor)))
         assign_steps(recorder.calls, T)
@@ -219,28 +243,70 @@ class _Engine:
                                       f"{mc.name}: {label} built a {type(model).__name__} with no forward_sequence")))
             return [row]
         inner: dict[tuple, ContractResult] = {}
+        real = [(B, T) for B, T in self.world_pairs  # shapes on meta where the code allows it
+                if not self._on_meta(lambda: build(factory, self.cfg) if is_class else factory(self.cfg),
+                                     "forward_sequence", lambda m, r, B=B, T=T: self._world_call(
+                                         row, mc, m, label, B, T, r, inner, "meta"))]
+        if len(real) < len(self.world_pairs):  # value invariants: on small real tensors
+            real.append(self.small_pair)
         with Recorder(self.cfg, self.source.files, check=True).install(model) as recorder:
-            for B, T in self.world_pairs:
-                recorder.start_run()
-                inputs = make_inputs(mc, self.cfg, B, T, self.seed, self.device)
-                checker = CallChecker(mc, self.cfg, values=True, initial={"B": B, "T": T})
-                row.calls += 1
-                row.note_example(B, T)
-                stop = False
-                try:
-                    with recorder.top(mc.name):
-                        result = self._run(lambda inputs=inputs: forward(*inputs.args), recorder)
-                except (Exception, CallTimeout, SystemExit) as exc:
-                    stop = isinstance(exc, CallTimeout)
-                    self._failed(row, mc.name, exc, B, T, recorder, inner, label)
-                else:
-                    for v in checker.check_outputs(result):
-                        row.add(self._shape_finding(v, B, T, None, return_line(forward, v.tensor)))
-                assign_steps(recorder.calls, T)
-                self._collect(recorder.calls, label, B, T, inner)
-                if stop:
+            for B, T in dict.fromkeys(real):
+                if self._world_call(row, mc, model, label, B, T, recorder, inner):
                     break
         return [row, *inner.values()]
+
+    def _world_call(self, row: ContractResult, mc: MethodContract, model: Any, label: str, B: int, T: int,
+                    recorder: Recorder, inner: dict[tuple, ContractResult], device: str | None = None) -> bool:
+        """One generated `forward_sequence`; True when the remaining examples should be skipped."""
+        forward = model.forward_sequence
+        recorder.start_run()
+        inputs = make_inputs(mc, self.cfg, B, T, self.seed, device or self.device)
+        checker = CallChecker(mc, self.cfg, values=True, initial={"B": B, "T": T})
+        stop = False
+        try:
+            with recorder.top(mc.name):
+                result = self._run(lambda inputs=inputs: forward(*inputs.args), recorder)
+        except (Exception, CallTimeout, SystemExit) as exc:
+            if device == "meta":
+                raise _NeedsRealTensors from exc
+            row.calls += 1
+            row.note_example(B, T)
+            stop = isinstance(exc, CallTimeout)
+            self._failed(row, mc.name, exc, B, T, recorder, inner, label)
+        else:
+            if device == "meta" and any(c.exception is not None for c in recorder.calls):
+                raise _NeedsRealTensors
+            row.calls += 1
+            row.note_example(B, T)
+            for v in checker.check_outputs(result):
+                row.add(self._shape_finding(v, B, T, None, return_line(forward, v.tensor)))
+        assign_steps(recorder.calls, T)
+        self._collect(recorder.calls, label, B, T, inner)
+        return stop
+
+    def _on_meta(self, make: Callable[[], Any], method: str, call: Callable[[Any, Recorder], Any]) -> bool:
+        """Run `call(obj, recorder)` on an object built on the meta device (shapes only, no FLOPs).
+
+        False when that is impossible: a constructor or a call that needs real data (`.item()`,
+        `nonzero`, `torch.distributions` validation, tensors made without `device=`). That is
+        never a finding: the caller re-runs on real tensors. Findings are recorded only when the
+        whole meta call went through.
+        """
+        if not self.meta or str(self.device) != "cpu":
+            return False
+        try:
+            with torch.device("meta"):
+                obj = self._run(make)
+        except (Exception, CallTimeout, SystemExit):
+            return False
+        if not callable(getattr(obj, method, None)):
+            return False
+        try:
+            with Recorder(self.cfg, self.source.files, check=True).install(obj) as recorder:
+                call(obj, recorder)  # adds findings only once the call went through
+        except _NeedsRealTensors:
+            return False
+        return True
 
     def _failed(self, row: ContractResult, contract: str, exc: BaseException, B: int, T: int, recorder: Recorder,
                 inner: dict[tuple, ContractResult], parent: str) -> None:
@@ -332,6 +398,10 @@ class _Engine:
         title, v.fix = documented(explained.error)
         text = "".join(traceback.format_exception(exc))
         return Finding(v, title=title, explanation=explained.reason, numbers=explained.numbers, traceback=text)
+
+
+class _NeedsRealTensors(Exception):
+    """A call could not run on the meta device: re-run it on real tensors."""
 
 
 def _build_kind(exc: BaseException) -> str:

@@ -59,7 +59,7 @@ class Other:
     optional: bool = False
 
 
-Node = Union[Leaf, TupleNode, DictNode, Other]
+Node = Leaf | TupleNode | DictNode | Other
 
 
 def _dtype_family(array_type: Any) -> tuple[str, frozenset[str]]:
@@ -131,7 +131,7 @@ def leaves(node: Node) -> list[Leaf]:
 _OPS = (ast.Add, ast.Sub, ast.Mult, ast.FloorDiv)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def dim_names(dim: str) -> tuple[str, ...]:
     """The symbol names a dim mentions (`hidden_dim+context_dim` -> both)."""
     if dim.isdigit():
@@ -140,7 +140,7 @@ def dim_names(dim: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(n.id for n in ast.walk(tree) if isinstance(n, ast.Name)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compiled(dim: str) -> Any:
     tree = ast.parse(dim, mode="eval")
     for node in ast.walk(tree):

@@ -97,7 +97,7 @@ def _walk(node: Node, value: Any, present: bool = True) -> Iterator[tuple[Node, 
 
 
 def _is_mapping(value: Any) -> bool:
-    return isinstance(value, Mapping) or hasattr(value, "__getitem__") and hasattr(value, "keys")
+    return isinstance(value, Mapping) or (hasattr(value, "__getitem__") and hasattr(value, "keys"))
 
 
 def _has_key(value: Any, key: str) -> bool:

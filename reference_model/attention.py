@@ -104,8 +104,9 @@ def diversity(slots: Float[Tensor, "B K_slots attention_dim"]) -> Float[Tensor, 
         return slots.sum() * 0.0
     unit = F.normalize(slots, dim=-1)
     cos = einsum(unit, unit, "b i d, b j d -> b i j")
-    off = ~torch.eye(K, dtype=torch.bool, device=slots.device)
-    return (cos[:, off] ** 2).mean()
+    sq = cos**2  # mean over the K*(K-1) off-diagonal pairs, without boolean indexing (meta-friendly)
+    off_diagonal = sq.sum(dim=(-2, -1)) - sq.diagonal(dim1=-2, dim2=-1).sum(-1)
+    return (off_diagonal / (K * (K - 1))).mean()
 
 
 class AttentionSchema(nn.Module):

@@ -70,7 +70,9 @@ class _FrameDecoder(nn.Module):
     def __init__(self, cfg: AimeConfig) -> None:
         super().__init__()
         widths = _stage_widths(cfg)
-        layers: list[nn.Module] = [nn.Conv2d(cfg.code_dim, widths[-1], 3, 1, 1, bias=False), _norm(widths[-1]), nn.SiLU()]
+        layers: list[nn.Module] = [
+            nn.Conv2d(cfg.code_dim, widths[-1], 3, 1, 1, bias=False), _norm(widths[-1]), nn.SiLU()
+        ]
         if cfg.token_downsample > 1:
             outs = [*widths[-2::-1], widths[0]]  # mirrored: 256 -> 128 -> 64 -> 64 at the default
             in_ch = widths[-1]

@@ -54,7 +54,9 @@ class VectorQuantizer(nn.Module):
         codes = self.lookup(idx)
         loss = F.mse_loss(codes, z.detach()) + self.beta * F.mse_loss(z, codes.detach())
         quantized = z + (codes - z).detach()
-        counts = torch.bincount(idx.flatten(), minlength=self.num_codes).to(z.dtype)
+        flat = idx.flatten()  # scatter_add, not bincount: it also runs on the meta device (shape checks)
+        counts = torch.zeros(self.num_codes, dtype=z.dtype, device=z.device).scatter_add_(
+            0, flat, torch.ones_like(flat, dtype=z.dtype))
         usage = counts / counts.sum().clamp_min(1)
         perplexity = torch.exp(torch.special.entr(usage).sum())  # entr(p) = -p log p, 0 at p = 0
         return Quantized(quantized, idx, loss, perplexity)

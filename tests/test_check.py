@@ -53,7 +53,10 @@ def test_reference_model_holds_at_the_small_config(small_cfg):
     for row in doc["results"]:
         assert SPEC_RESULT_KEYS <= set(row) and row["violations"] == []
     steps = next(r for r in report.results if r.implementation == "build_model → prior (DPGMMPrior)")
-    assert steps.calls == sum(T for _, T in report_world_pairs(small_cfg))
+    # one call per timestep: every (B, T) on the meta device, plus one small real (2, 3) for the values
+    small_T = min(3, small_cfg.sequence_length)
+    assert steps.calls == sum(T for _, T in report_world_pairs(small_cfg)) + small_T
+    assert (2, small_T) in steps.examples
 
 
 def report_world_pairs(cfg):
@@ -304,7 +307,8 @@ def test_discovery_by_name_decorator_and_reference_subclass(tmp_path, small_cfg)
     assert [(r.contract, r.implementation) for r in report.results] == [
         ("VAEEncoder.forward", "MyEncoder"), ("Discriminator.forward", "Critic")]
     critic = report.results[1]
-    assert critic.ok and critic.calls == 2  # the call goes through Critic.forward positionally
+    # the calls go through Critic.forward positionally: two (B, T) on meta, one small real (2, 3) for the values
+    assert critic.ok and critic.calls == 3 and critic.examples[-1] == (2, 3)
 
 
 @pytest.mark.parametrize("text, needle", [

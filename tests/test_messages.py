@@ -17,7 +17,8 @@ def _messages(name, arguments, result):
 
 
 def test_shape_message_names_component_argument_symbolic_concrete_got_and_bindings():
-    assert _messages("DPGMMPrior.forward", {"h": torch.randn(8, 512)}, make_result("DPGMMPrior.forward", CFG, 8, 1)) == [
+    result = make_result("DPGMMPrior.forward", CFG, 8, 1)
+    assert _messages("DPGMMPrior.forward", {"h": torch.randn(8, 512)}, result) == [
         "DPGMMPrior.forward: h expected [B, hidden_dim+context_dim] = [8, 768], got [8, 512] "
         "(B=8 hidden_dim=512 context_dim=256)"
     ]
@@ -81,8 +82,9 @@ class _Prior(nn.Module):
 
 
 def test_contract_violation_exception_lists_every_violation():
-    with pytest.raises(ContractViolation, match=r"^DPGMMPrior\.forward: h expected \[B, hidden_dim\+context_dim\] "
-                                                r"= \[8, 768\], got \[8, 512\] \(B=8 hidden_dim=512 context_dim=256\)$"):
+    message = (r"^DPGMMPrior\.forward: h expected \[B, hidden_dim\+context_dim\] "
+               r"= \[8, 768\], got \[8, 512\] \(B=8 hidden_dim=512 context_dim=256\)$")
+    with pytest.raises(ContractViolation, match=message):
         _Prior(CFG)(torch.randn(8, 512))
     with checking("full"), pytest.raises(ContractViolation) as info:
         _Prior(CFG)(torch.randn(8, 512, 1))

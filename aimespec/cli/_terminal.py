@@ -7,8 +7,8 @@ the stream is a terminal; plain text otherwise.
 import contextlib
 import json
 import sys
-from collections.abc import Iterator
 import traceback
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
 import typer

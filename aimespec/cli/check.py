@@ -20,6 +20,10 @@ def check(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random (B, T) and of the inputs.")] = 0,
     timeout: Annotated[float, typer.Option("--timeout", metavar="SEC",
                                            help="Seconds a single component call may run.")] = 20.0,
+    meta: Annotated[bool, typer.Option("--meta/--no-meta",
+                                       help="Check the config's full-size (B, T) on the meta device where the code "
+                                            "allows it (no FLOPs); --no-meta runs every example on real tensors.")
+                    ] = True,
     json_: JsonOpt = False,
     set_: SetOpt = None,
     config: ConfigOpt = None,
@@ -33,7 +37,7 @@ def check(
     with term.guard():
         cfg = load_config(config, set_, env)
         with _quiet_stdout(json_):  # the model's own prints must not break the JSON document
-            report = run_check(path, cfg, examples=examples, seed=seed, timeout=timeout)
+            report = run_check(path, cfg, examples=examples, seed=seed, timeout=timeout, meta=meta)
     report.verbose = verbose
     if json_:
         term.json(report.to_json(tracebacks=verbose))
