@@ -138,10 +138,14 @@ class TraceReport:
                 hidden = calls[1:-1]
                 same = all(h.inputs == calls[0].inputs and h.outputs == calls[0].outputs for h in hidden)
                 first, last = hidden[0], hidden[-1]
-                span = (f"steps {first.step}-{last.step}" if first.step is not None and last.step is not None
-                        else f"{len(hidden)} more calls")
+                n = len(hidden)
+                if first.step is not None and last.step is not None:
+                    span = f"step {first.step}" if n == 1 else f"steps {first.step}-{last.step}"
+                else:
+                    span = f"{n} more call" + ("s" if n > 1 else "")
                 note = "same shapes" if same else "shapes vary"
-                branch.add(Text(f"… {span} ({len(hidden)} calls, {note}; --all-steps shows them)", style="dim"))
+                calls_txt = f"{n} call" + ("s" if n > 1 else "")
+                branch.add(Text(f"… {span} ({calls_txt}, {note}; --all-steps shows them)", style="dim"))
             label = f"{c.contract}" + (f"  step {c.step}" if c.step is not None else "") + f"  [{c.owner}]"
             node = branch.add(Text(label, style="bold"))
             for name, shape in c.inputs.items():
@@ -164,6 +168,8 @@ def _bracket(shape: list[int] | None) -> str:
 
 
 def _shape_line(role: str, name: str, symbolic: str, shape: list[int] | None) -> Text:
+    if shape == [] and symbolic in ("", "[]"):
+        return Text(f"{role} {name} scalar")
     concrete = _bracket(shape) if shape is not None else "(absent)"
     return Text(f"{role} {name} {symbolic} = {concrete}" if symbolic else f"{role} {name} = {concrete}")
 

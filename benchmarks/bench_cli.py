@@ -1,0 +1,89 @@
+"""The commands users wait for: `aimespec check` (reference model, example user model, meta vs real),
+`diagnose --explain`, and dm_control collection frames per second. Prints one JSON document.
+
+    python benchmarks/bench_cli.py [--reps 3] [--no-dmc]
+
+Each figure is the median wall time of `--reps` runs. `check_*_process_s` are whole processes
+(`python -m aimespec.cli ...`, imports included), as a user sees them; `check_*_engine_s` time
+the library call alone in this process.
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aimespec
+from aimespec import AimeConfig
+from aimespec._check import check
+from aimespec._explain import explain
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED_ERRORS = [
+    "RuntimeError: Expected input batch_size (128) to match target batch_size (8)",
+    "RuntimeError: The size of tensor a (21) must match the size of tensor b (64) at non-singleton dimension 2",
+    "RuntimeError: shape '[8, 16, 8, 8]' is invalid for input of size 1024",
+    "RuntimeError: mat1 and mat2 shapes cannot be multiplied (8x768 and 512x1080)",
+    "RuntimeError: Expected 3D tensor [B, N, D], got 4D [B, C, H, W]",
+]
+
+
+def median_time(fn, reps: int) -> float:
+    out = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return statistics.median(out)
+
+
+def process(*args: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "aimespec.cli", *args], capture_output=True, text=True, check=False)
+    if done.returncode not in (0, 1):
+        raise RuntimeError(f"aimespec {' '.join(args)} exited {done.returncode}: {done.stderr.strip()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--no-dmc", action="store_true", help="skip the dm_control collection figure")
+    args = parser.parse_args()
+    cfg = AimeConfig()
+    user = str(ROOT / "examples" / "user_model.py")
+    doc: dict[str, object] = {"benchmark": "cli", "version": aimespec.__version__, "reps": args.reps}
+
+    check(None, cfg)  # warm imports and caches
+    doc["check_reference_engine_s"] = median_time(lambda: check(None, cfg), args.reps)
+    doc["check_reference_engine_no_meta_s"] = median_time(lambda: check(None, cfg, meta=False), args.reps)
+    doc["check_user_model_engine_s"] = median_time(lambda: check(user, cfg), args.reps)
+    doc["check_reference_process_s"] = median_time(lambda: process("check", "--json"), args.reps)
+    doc["check_user_model_process_s"] = median_time(lambda: process("check", user, "--json"), args.reps)
+
+    doc["explain_per_message_s"] = median_time(lambda: [explain(t, cfg) for t in SEED_ERRORS], args.reps) / len(
+        SEED_ERRORS)
+    doc["explain_process_s"] = median_time(lambda: process("diagnose", "--explain", SEED_ERRORS[3], "--json"),
+                                           args.reps)
+    doc["explain_top_match"] = [explain(t, cfg).matches[0].error for t in SEED_ERRORS]
+
+    if not args.no_dmc:
+        from aimespec.data import collect
+
+        frames, length = 4 * 50, 50
+        collect("walker-walk", 1, 2, seed=0)  # warm the renderer
+        elapsed = median_time(lambda: collect("walker-walk", 4, length, seed=0), 1)
+        doc["collect_walker_fps"] = frames / elapsed
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            process("collect", "--env", "walker-walk", "--episodes", "4", "--length", "50", "--out",
+                    str(Path(tmp) / "w.npz"))
+            doc["collect_walker_process_fps"] = frames / (time.perf_counter() - start)
+    json.dump(doc, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

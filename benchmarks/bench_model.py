@@ -1,0 +1,154 @@
+"""Reference model speed: train step and forward per checking mode, the cost of checking, RGB vs
+a summed-loss step, achieved FLOP/s against a large matmul, peak memory. Prints one JSON document.
+
+    python benchmarks/bench_model.py                 # the default config, B=8, T=16
+    python benchmarks/bench_model.py --small --reps 5
+
+Two views of the cost of checking:
+- measured: wall-clock medians per mode, modes interleaved (full, shapes, off, full, ...) so that
+  drift on a shared machine does not favour one of them;
+- replayed: every checked call of one forward is recorded, then its arguments and results are
+  held to their contracts again and timed alone. This is the checking work itself, free of the
+  machine's noise; `estimated_ratio` = (off step + that work) / off step.
+"""
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import sys
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import aimespec
+from aimespec import AimeConfig, checking, observing
+from aimespec._validate import CallChecker
+from reference_model import AimeWorldModel, Trainer
+from reference_model.synthetic import moving_shapes
+
+MODES = ("full", "shapes", "off")
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def matmul_flop_per_s(n: int = 2048, reps: int = 5) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    return 2 * n**3 / min(timed(lambda: a @ b) for _ in range(reps))
+
+
+def summed_loss_step(trainer: Trainer, obs: torch.Tensor, actions: torch.Tensor) -> None:
+    """The baseline: one backward of the four task losses' sum, clipped, an Adam step."""
+    trainer.model.train()
+    _, losses = trainer.forward(obs, actions)
+    trainer.optimizer.zero_grad(set_to_none=True)
+    losses.stacked().sum().backward()
+    torch.nn.utils.clip_grad_norm_(trainer.params, trainer.cfg.grad_clip)
+    trainer.optimizer.step()
+
+
+def replayed_checking_s(model: AimeWorldModel, cfg: AimeConfig, obs, actions) -> dict[str, float | int]:
+    """Record every checked call of one forward, then time holding them to their contracts again."""
+    calls = []
+    with checking("full"), observing(lambda c, a, r: calls.append((c, a, r))), torch.no_grad():
+        model.forward_sequence(obs, actions)
+
+    def replay(values: bool) -> None:
+        for contract, arguments, result in calls:
+            checker = CallChecker(contract, cfg, values=values)
+            checker.check_inputs(arguments)
+            checker.check_outputs(result)
+
+    replay(True)
+    return {
+        "checked_calls_per_forward": len(calls),
+        "full_s": min(timed(lambda: replay(True)) for _ in range(5)),
+        "shapes_s": min(timed(lambda: replay(False)) for _ in range(5)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--small", action="store_true", help="AimeConfig.small() instead of the default config")
+    parser.add_argument("--reps", type=int, default=2, help="timed repetitions per mode")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    cfg = AimeConfig.small() if args.small else AimeConfig()
+    B, T = cfg.batch_size, cfg.sequence_length
+    obs, actions = moving_shapes(B, T, cfg.input_dim, cfg.action_dim, seed=0)
+    model = AimeWorldModel(cfg)
+    trainer = Trainer(model, cfg)
+
+    def forward() -> None:
+        with torch.no_grad():
+            model.forward_sequence(obs, actions)
+
+    def step() -> None:
+        trainer.step(obs, actions)
+
+    with checking("off"):  # warm-up: allocator, caches
+        step()
+        forward()
+    times = {kind: {m: [] for m in MODES} for kind in ("step", "forward")}
+    for _ in range(args.reps):
+        for mode in MODES:
+            with checking(mode):
+                times["forward"][mode].append(timed(forward))
+                times["step"][mode].append(timed(step))
+    med = {kind: {m: statistics.median(v) for m, v in per.items()} for kind, per in times.items()}
+
+    with checking("off"):
+        summed = statistics.median(timed(lambda: summed_loss_step(trainer, obs, actions)) for _ in range(args.reps))
+        with FlopCounterMode(display=False) as counter:
+            step()
+    flops = counter.get_total_flops()
+    replay = replayed_checking_s(model, cfg, obs, actions)
+    step_off, fwd_off = med["step"]["off"], med["forward"]["off"]
+    peak = matmul_flop_per_s()
+
+    doc = {
+        "benchmark": "reference_model",
+        "version": aimespec.__version__,
+        "config": "small" if args.small else "default",
+        "batch": B, "seq_len": T, "threads": torch.get_num_threads(), "reps": args.reps,
+        "torch": torch.__version__, "python": platform.python_version(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "train_step_s": med["step"],
+        "forward_s": med["forward"],
+        "measured_ratio": {
+            "step full/off": med["step"]["full"] / step_off, "step shapes/off": med["step"]["shapes"] / step_off,
+            "forward full/off": med["forward"]["full"] / fwd_off,
+            "forward shapes/off": med["forward"]["shapes"] / fwd_off,
+        },
+        "checking_work": replay,
+        "estimated_ratio": {
+            "step full/off": (step_off + replay["full_s"]) / step_off,
+            "step shapes/off": (step_off + replay["shapes_s"]) / step_off,
+            "forward full/off": (fwd_off + replay["full_s"]) / fwd_off,
+            "forward shapes/off": (fwd_off + replay["shapes_s"]) / fwd_off,
+        },
+        "rgb_step_s": step_off,
+        "summed_loss_step_s": summed,
+        "rgb/summed": step_off / summed,
+        "train_step_flops": flops,
+        "train_step_flop_per_s": flops / step_off,
+        "matmul_flop_per_s": peak,
+        "train_step_fraction_of_matmul": flops / step_off / peak,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "raw_s": times,
+    }
+    json.dump(doc, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
