@@ -98,9 +98,14 @@ def _load() -> None:
 
 
 def contract_names() -> list[str]:
-    """Every contract's component name, in pillar order."""
+    """Every contract's component name, in pillar order (CONTRACT_MODULES), then definition order.
+
+    The registry fills in import order, which depends on who imported what first: sort it.
+    """
     _load()
-    return list(_REGISTRY)
+    rank = {m: i for i, m in enumerate(CONTRACT_MODULES)}
+    ordered = sorted(_REGISTRY.values(), key=lambda cls: rank.get(cls.__module__, len(rank)))  # stable
+    return [cls.__name__ for cls in ordered]
 
 
 def component_contract(name: str) -> type[Contract]:
