@@ -267,7 +267,8 @@ def train(
                 outputs = model.forward_sequence(fig_obs, fig_act)  # never touches the global RNG
             model.train()
             losses = "  ".join(f"{k} {report[k]:.4g}" for k in TASKS if k in report)
-            image = figures.render(fig_obs, outputs, title=f"step {step}  {data.task}  {losses}")
+            task = f"  {data.task}" if data.task != "unknown" else ""  # files from elsewhere may not name one
+            image = figures.render(fig_obs, outputs, title=f"step {step}{task}  {losses}")
             return figures.save(image, out / "figures" / f"step_{step:06d}.png")
 
         log = JsonLog(log_path, keep_until=first if state is not None else None) if d.is_main else None
