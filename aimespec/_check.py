@@ -29,16 +29,15 @@ from aimespec._errors import ContractViolation, UsageError
 from aimespec._findings import (
     Finding,
     documented,
-    exception_violation,
     exception_where,
     explain_exception,
     return_line,
     shape_documented_error,
 )
-from aimespec._hold import build, call_method, make_inputs
+from aimespec._hold import bound_checker, build, call_method, make_inputs
 from aimespec._record import CallRecord, Recorder, assign_steps
 from aimespec._spec import dim_names
-from aimespec._validate import CallChecker, Violation
+from aimespec._validate import Violation, exception_violation
 
 WORLD = "AimeWorldModel.forward_sequence"
 MAX_B, MAX_T = 16, 32  # range of the random examples' (B, T)
@@ -201,8 +200,7 @@ class _Engine:
         With `device="meta"` an exception raises `_NeedsRealTensors` instead of becoming a finding.
         """
         inputs = make_inputs(mc, self.cfg, B, T, self.seed, device or self.device)
-        free = {k: v for k, v in inputs.values.items() if k in mc.free_symbols()}
-        checker = CallChecker(mc, self.cfg, values=True, initial=free)
+        checker = bound_checker(mc, self.cfg, inputs)
         method = getattr(cls, mc.method, None)
         stop = False
         try:
@@ -261,7 +259,7 @@ class _Engine:
         forward = model.forward_sequence
         recorder.start_run()
         inputs = make_inputs(mc, self.cfg, B, T, self.seed, device or self.device)
-        checker = CallChecker(mc, self.cfg, values=True, initial={"B": B, "T": T})
+        checker = bound_checker(mc, self.cfg, inputs)
         stop = False
         try:
             with recorder.top(mc.name):

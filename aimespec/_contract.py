@@ -5,6 +5,7 @@ and, with `@invariants(...)`, value invariants. `MethodContract` is the parsed f
 the validator, the input generator, `spec`, `check` and `trace` all read.
 """
 
+import functools
 import importlib
 import inspect
 import typing
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from aimespec._errors import ContractNotFound
 from aimespec._invariants import Invariant
 from aimespec._spec import Leaf, Node, Other, leaves, parse
 
@@ -77,10 +79,20 @@ class MethodContract:
     def name(self) -> str:
         return f"{self.component}.{self.method}"
 
-    def free_symbols(self) -> frozenset[str]:
+    @functools.cached_property
+    def _free(self) -> frozenset[str]:
         from aimespec._symbols import FREE
 
         return FREE | frozenset(self.free_dims) | frozenset(p.name for p in self.params if isinstance(p.node, Other))
+
+    def free_symbols(self) -> frozenset[str]:
+        """B, T, the contract's free dims and its integer arguments (n_samples)."""
+        return self._free
+
+    def default_values(self) -> dict[str, int]:
+        """Integer defaults of non-tensor arguments (`n_samples=10`): they bind their symbol."""
+        return {p.name: p.default for p in self.params
+                if isinstance(p.node, Other) and isinstance(p.default, int) and not isinstance(p.default, bool)}
 
     def input_leaves(self) -> list[Leaf]:
         return [leaf for p in self.params for leaf in leaves(p.node)]
@@ -113,7 +125,7 @@ def component_contract(name: str) -> type[Contract]:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"no contract named {name!r}; known: {', '.join(_REGISTRY)}") from None
+        raise ContractNotFound(f"no contract named {name!r}; known: {', '.join(contract_names())}") from None
 
 
 _CACHE: dict[tuple[str, str], MethodContract] = {}
@@ -144,7 +156,8 @@ def resolve(ref: str) -> MethodContract:
         return method_contract(component, method)
     methods = methods_of(component)
     if len(methods) != 1:
-        raise KeyError(f"{component} has several methods; name one: {', '.join(m.name for m in methods)}")
+        raise ContractNotFound(
+            f"{component} has several methods; name one: {', '.join(m.name for m in methods)}")
     return methods[0]
 
 

@@ -158,7 +158,7 @@ def _error2(cfg: AimeConfig, B: int, T: int, s: _Algebra) -> _Run:
         f"features = decoder_stage(...)  # [B, C, H, W] = {list(features.shape)}\n"
         f"modulated_features = features * attention_map  # attention_map [B, H_att, W_att] = {[B, Ha, Ha]}"))
     run.raw_error_type, run.raw_error = _raises(lambda: features * attention_map)
-    run.reproduced = bool(run.raw_error) and Ha != W
+    run.reproduced = bool(run.raw_error) and Ha not in (1, W)
     stages = [H // 2**k for k in range(1, len(cfg.vae_channels)) if H // 2**k != Ha]
     if stages:
         small = torch.randn(B, cfg.vae_channels[-1], stages[-1], stages[-1])
@@ -168,7 +168,11 @@ def _error2(cfg: AimeConfig, B: int, T: int, s: _Algebra) -> _Run:
                  f"attention map is {s.shape('B', 'H_att', 'W_att')}: " + (
                      f"broadcasting lines up W = {W} against W_att = {Ha}, which is not resized to the feature map"
                      if Ha != W else f"H_att = H = {H}, so the attention needs no resizing at this config"))
-    if Ha == W:
+    if Ha == 1:
+        run.note = ("at this config H_att = W_att = 1: a 1x1 map broadcasts against any H x W, so Error 2 cannot "
+                    "occur; " + (f"what the product raises ({run.raw_error}) is the batch axis meeting the "
+                                 "channel axis, not Error 2" if run.raw_error else "the product runs"))
+    elif Ha == W:
         run.note = (f"at this config H_att = H = {H}: the attention already has the feature map's size, so "
                     "Error 2 cannot occur; " + ("what the product raises is the missing channel axis "
                                                 "(attention_map.unsqueeze(1)), not Error 2" if run.raw_error

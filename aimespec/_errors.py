@@ -3,7 +3,7 @@
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from aimespec._contract import Violation
+    from aimespec._validate import Violation
 
 
 class AimespecError(Exception):
@@ -16,6 +16,10 @@ class ConfigError(AimespecError, ValueError):
     def __init__(self, field: str, problem: str) -> None:
         self.field = field
         super().__init__(f"{field}: {problem}")
+
+
+class ContractNotFound(AimespecError, LookupError):
+    """A contract name that no contract carries."""
 
 
 class UsageError(AimespecError):

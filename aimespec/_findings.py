@@ -130,8 +130,8 @@ def explain_exception(text: str, cfg: AimeConfig, B: int | None, T: int | None) 
         from aimespec._explain import explain
 
         result = explain(text, cfg, batch=B, seq_len=T)
-    except Exception:
-        return Explained()
+    except Exception as exc:  # say so: a silent empty explanation would hide a bug of ours
+        return Explained(reason=f"aimespec's explainer failed on this message ({type(exc).__name__}: {exc})")
     matches = list(getattr(result, "matches", []) or [])
     best = matches[0] if matches else None
     good = best is not None and best.score >= MIN_EXPLAIN_SCORE
@@ -197,11 +197,3 @@ def documented(number: int | None) -> tuple[str | None, str | None]:
     record = documented_error(number)
     return record.title, record.fix
 
-
-def exception_violation(contract: str, kind: str, exc: BaseException) -> Violation:
-    """A violation for an exception (kind `exception`) or a raising constructor (`constructor`)."""
-    text = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
-    what = "the constructor raised" if kind == "constructor" else "raised"
-    tensor = "(constructor)" if kind == "constructor" else "(call)"
-    return Violation(contract=contract, tensor=tensor, kind=kind, expected="", expected_shape=None, got=None,
-                     message=f"{contract}: {what} {text}")

@@ -16,7 +16,7 @@ from aimespec._contract import MethodContract, resolve
 from aimespec._errors import ContractViolation
 from aimespec._spec import DictNode, Leaf, Node, Other, TupleNode, evaluate
 from aimespec._symbols import symbol_values
-from aimespec._validate import CallChecker, Violation
+from aimespec._validate import CallChecker, Violation, exception_violation
 
 
 @dataclass
@@ -40,7 +40,17 @@ def call_values(contract: MethodContract, cfg: AimeConfig, B: int, T: int) -> di
     """Every symbol's value for a generated call: the config's, B, T and the contract's free dims."""
     values = symbol_values(cfg, B, T)
     values.update(contract.free_dims)
+    values.update(contract.default_values())  # n_samples=10: positional calls leave defaults alone
     return values
+
+
+def bound_checker(contract: MethodContract, cfg: AimeConfig, inputs: CallInputs, *, values: bool = True
+                  ) -> CallChecker:
+    """A checker for the result of a generated call: B, T, free dims and int defaults bound as drawn."""
+    free = {k: v for k, v in inputs.values.items() if k in contract.free_symbols()}
+    checker = CallChecker(contract, cfg, values=values, initial=free)
+    checker.check_inputs(inputs.arguments)  # valid by construction; binds what the arguments say
+    return checker
 
 
 def make_inputs(
@@ -81,10 +91,6 @@ def make_result(
     """A valid result for a contract (tuples as tuples, mappings as dicts), e.g. for a fake implementation."""
     contract = resolve(ref) if isinstance(ref, str) else ref
     values = {**call_values(contract, cfg, B, T), **(overrides or {})}
-    for p in contract.params:
-        if p.name in values or not isinstance(p.node, Other) or not isinstance(p.default, int):
-            continue
-        values[p.name] = p.default
     return _draw(contract, contract.returns, values, torch.Generator().manual_seed(seed), "cpu")
 
 
@@ -170,9 +176,7 @@ def hold(
     else:
         obj = obj_or_cls
     inputs = make_inputs(contract, cfg, B, T, seed, device)
-    free = {k: v for k, v in inputs.values.items() if k in contract.free_symbols()}
-    checker = CallChecker(contract, cfg, values=values, initial=free)
-    checker.check_inputs(inputs.arguments)  # valid by construction; binds n_samples and friends
+    checker = bound_checker(contract, cfg, inputs, values=values)
     try:
         result = call_method(obj, contract, inputs)
     except ContractViolation as exc:  # the object checks itself (a reference component)
@@ -188,10 +192,6 @@ def hold(
 
 def _exception_violation(contract: MethodContract, kind: str, exc: BaseException, B: int, T: int,
                          seed: int) -> Violation:
-    text = f"{type(exc).__name__}: {exc}".strip()
-    where = "constructor raised" if kind == "constructor" else "raised"
-    return Violation(
-        contract=contract.name, tensor="(call)" if kind == "exception" else "(constructor)", kind=kind,
-        expected="", expected_shape=None, got=None,
-        message=f"{contract.name}: {where} {text}", batch=B, seq_len=T, seed=seed,
-    )
+    v = exception_violation(contract.name, kind, exc)
+    v.batch, v.seq_len, v.seed = B, T, seed
+    return v

@@ -102,10 +102,7 @@ def build_spec(cfg: AimeConfig) -> SpecReport:
         })
     contract_rows = []
     for m in all_methods():
-        vals = {**values, **m.free_dims}
-        for p in m.params:
-            if p.name == "n_samples":
-                vals["n_samples"] = p.default
+        vals = {**values, **m.free_dims, **m.default_values()}
         tensors = []
         for p in m.params:
             tensors += [_tensor_row(leaf, vals, "input") for leaf in leaves(p.node)]

@@ -5,6 +5,7 @@ expression of fields) and how to compute it. `B` and `T` are free per call (thei
 value at a config is `batch_size` / `sequence_length`); every other symbol is bound.
 """
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -72,7 +73,12 @@ FREE: frozenset[str] = frozenset(s.name for s in SYMBOLS if s.free)
 
 
 def bound_values(cfg: AimeConfig) -> dict[str, int]:
-    """Every config-bound symbol's value (free symbols excluded)."""
+    """Every config-bound symbol's value (free symbols excluded); a fresh dict the caller may change."""
+    return dict(_bound_values(cfg))
+
+
+@functools.lru_cache(maxsize=64)
+def _bound_values(cfg: AimeConfig) -> dict[str, int]:  # the config is frozen: compute once per config
     return {s.name: s.value(cfg) for s in SYMBOLS if not s.free}
 
 

@@ -23,6 +23,7 @@ from rich.tree import Tree
 from aimespec._checking import checking
 from aimespec._config import AimeConfig
 from aimespec._contract import resolve
+from aimespec._deadline import CallTimeout, Deadline
 from aimespec._discover import load_source
 from aimespec._errors import UsageError
 from aimespec._findings import exception_where
@@ -175,7 +176,7 @@ def _shape_line(role: str, name: str, symbolic: str, shape: list[int] | None) ->
 
 
 def trace(path: str | Path | None, cfg: AimeConfig, batch: int | None = None, seq_len: int | None = None, *,
-          seed: int = 0) -> TraceReport:
+          seed: int = 0, timeout: float = 60.0) -> TraceReport:
     """Run one forward pass of the file's model (None: the reference model) and record every component call."""
     B = cfg.batch_size if batch is None else batch
     T = cfg.sequence_length if seq_len is None else seq_len
@@ -199,20 +200,24 @@ def trace(path: str | Path | None, cfg: AimeConfig, batch: int | None = None, se
     report.tensors.update(Observations=list(inputs.args[0].shape), Actions=list(inputs.args[1].shape))
     with checking("off"), torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(seed)
-        try:
-            model = build(factory, cfg) if isinstance(factory, type) else factory(cfg)
-        except Exception as exc:
-            report.error = f"building the model raised {type(exc).__name__}: {exc}"
+        try:  # the user's code: under the same time limit as `check` (seconds of silence)
+            model = Deadline(timeout).run(lambda: build(factory, cfg) if isinstance(factory, type) else factory(cfg))
+        except (Exception, CallTimeout, SystemExit) as exc:
+            report.error = (f"building the model did not return within {timeout:g} s" if isinstance(exc, CallTimeout)
+                            else f"building the model raised {type(exc).__name__}: {exc}")
             report.where = exception_where(exc, source.files)
             return report
         recorder = Recorder(cfg, source.files, check=False).install(model)
+        deadline = Deadline(timeout)
+        recorder.progress = deadline.kick
         with recorder:
             with recorder.top(WORLD):
                 try:
-                    result = model.forward_sequence(*inputs.args)
-                except Exception as exc:
+                    result = deadline.run(lambda: model.forward_sequence(*inputs.args))
+                except (Exception, CallTimeout, SystemExit) as exc:
                     result = None
-                    report.error = f"{type(exc).__name__}: {exc}"
+                    report.error = (f"the forward pass did not return within {timeout:g} s of silence"
+                                    if isinstance(exc, CallTimeout) else f"{type(exc).__name__}: {exc}")
                     report.where = exception_where(exc, source.files)
         calls = recorder.calls
     assign_steps(calls, T)
@@ -235,6 +240,6 @@ def _get(result: Any, key: str) -> Any:
     try:
         if isinstance(result, Mapping) or hasattr(result, "keys"):
             return result[key] if key in result.keys() else None
-    except Exception:
+    except (TypeError, AttributeError, KeyError):  # a keys() that is not a mapping's
         return None
     return getattr(result, key, None)

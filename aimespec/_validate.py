@@ -78,6 +78,14 @@ def _fmt_shape(shape: list[int | None] | tuple[int, ...]) -> str:
     return "[" + ", ".join("?" if s is None else str(s) for s in shape) + "]"
 
 
+def _expected_text(leaf: Leaf, shape: list[int | None]) -> str:
+    return f"{leaf.symbolic} = {_fmt_shape(shape)}" if leaf.dims else "a 0-dim tensor (scalar)"
+
+
+def _or_minus_one(shape: list[int | None]) -> list[int]:
+    return [s if s is not None else -1 for s in shape]
+
+
 def _fmt_bindings(values: Mapping[str, int]) -> str:
     return " ".join(f"{k}={v}" for k, v in values.items())
 
@@ -103,7 +111,7 @@ def _is_mapping(value: Any) -> bool:
 def _has_key(value: Any, key: str) -> bool:
     try:
         return key in value.keys()
-    except Exception:
+    except Exception:  # the user's own object: whatever its keys() raises must not crash the checker
         return False
 
 
@@ -177,33 +185,30 @@ class CallChecker:
         if (not present or value is None) and leaf.optional:
             return None
         expected_shape = self.bindings.concrete(leaf)
-        exp_txt = f"{leaf.symbolic} = {_fmt_shape(expected_shape)}" if leaf.dims else "a 0-dim tensor (scalar)"
-        full_expected = [s if s is not None else -1 for s in expected_shape]
         if not present:
             return self._violation(leaf, leaf.path, "missing", None,
-                                   f"{leaf.path} is missing from the returned mapping (expected {exp_txt})",
-                                   leaf.symbolic, full_expected)
+                                   f"{leaf.path} is missing from the returned mapping "
+                                   f"(expected {_expected_text(leaf, expected_shape)})",
+                                   leaf.symbolic, _or_minus_one(expected_shape))
         if not isinstance(value, torch.Tensor):
             return self._violation(leaf, leaf.path, "type", None,
-                                   f"{leaf.path} expected a tensor {exp_txt}, got {type(value).__name__}",
-                                   leaf.symbolic, full_expected)
+                                   f"{leaf.path} expected a tensor {_expected_text(leaf, expected_shape)}, "
+                                   f"got {type(value).__name__}", leaf.symbolic, _or_minus_one(expected_shape))
         got = list(value.shape)
         if value.dim() != len(leaf.dims):
             lead = leaf.dims[0] if leaf.dims else ""
             if lead in self.bindings.free and lead not in self.bindings.values and value.dim():
                 self.bindings.values[lead] = int(value.shape[0])  # a leading batch axis usually survives
                 expected_shape = self.bindings.concrete(leaf)
-                full_expected = [s if s is not None else -1 for s in expected_shape]
-                exp_txt = f"{leaf.symbolic} = {_fmt_shape(expected_shape)}"
             bound = _fmt_bindings(self.bindings.mentioned(leaf))
-            text = (f"{leaf.path} expected {len(leaf.dims)} dims {exp_txt}, got {value.dim()} dims "
-                    f"{_fmt_shape(got)}" + (f" ({bound})" if bound else ""))
-            return self._violation(leaf, leaf.path, "rank", got, text, leaf.symbolic, full_expected)
+            text = (f"{leaf.path} expected {len(leaf.dims)} dims {_expected_text(leaf, expected_shape)}, "
+                    f"got {value.dim()} dims {_fmt_shape(got)}" + (f" ({bound})" if bound else ""))
+            return self._violation(leaf, leaf.path, "rank", got, text, leaf.symbolic, _or_minus_one(expected_shape))
         if not leaf.accepts_dtype(value.dtype):
             family = {"float": "a floating-point", "int": "an integer", "bool": "a boolean"}[leaf.dtype]
             return self._violation(leaf, leaf.path, "dtype", got,
                                    f"{leaf.path} expected {family} tensor {leaf.symbolic}, got {value.dtype}",
-                                   leaf.symbolic, full_expected)
+                                   leaf.symbolic, _or_minus_one(expected_shape))
         mismatched = False
         for i, (dim, size) in enumerate(zip(leaf.dims, got, strict=True)):
             want = expected_shape[i]
@@ -269,3 +274,11 @@ class CallChecker:
 def _node_name(node: Node) -> str:
     return node.path
 
+
+def exception_violation(contract: str, kind: str, exc: BaseException) -> Violation:
+    """A violation for an exception (kind `exception`) or a raising constructor (`constructor`)."""
+    text = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+    what = "the constructor raised" if kind == "constructor" else "raised"
+    tensor = "(constructor)" if kind == "constructor" else "(call)"
+    return Violation(contract=contract, tensor=tensor, kind=kind, expected="", expected_shape=None, got=None,
+                     message=f"{contract}: {what} {text}")

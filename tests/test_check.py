@@ -401,3 +401,26 @@ def test_plain_components_held_by_the_model_are_recorded_too(tmp_path, small_cfg
     world = next(r for r in report.results if r.contract == "AimeWorldModel.forward_sequence")
     problems = {(f.violation.tensor, f.violation.kind) for f in world.findings}
     assert problems == {("latents", "shape"), ("reconstructions", "missing"), ("attention_maps", "missing")}
+
+
+def test_a_wrong_n_samples_width_is_found_by_check(tmp_path, small_cfg):
+    """Positional calls leave n_samples at its default, which still binds the symbol."""
+    path = _write(tmp_path, """
+import torch
+from torch import nn
+
+
+class DPGMMPrior(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.K, self.D = cfg.max_components, cfg.latent_dim
+
+    def forward(self, h, n_samples=10):
+        B = h.shape[0]
+        return {"pi": torch.softmax(torch.zeros(B, self.K), -1), "means": torch.zeros(B, self.K, self.D),
+                "log_vars": torch.zeros(B, self.K, self.D), "kumar_a": torch.ones(B, self.K - 1),
+                "kumar_b": torch.ones(B, self.K - 1), "alpha": torch.ones(B, 5)}
+""")
+    report = check(path, small_cfg, examples=0)
+    messages = [v["message"] for r in report.to_json()["results"] for v in r["violations"]]
+    assert messages == ["DPGMMPrior.forward: alpha expected [B, n_samples] = [4, 10], got [4, 5] (B=4 n_samples=10)"]

@@ -165,3 +165,12 @@ def test_cli_as_a_real_process():
     done = subprocess.run([*cmd, "6"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.strip().count("\n") == 0 and "errors 1 to 5" in done.stderr
+
+
+def test_error_2_is_not_claimed_when_a_1x1_attention_map_cannot_cause_it():
+    from aimespec import AimeConfig
+    from aimespec._diagnose import diagnose
+
+    d = diagnose(2, AimeConfig.small(attention_resolution=1))
+    assert d.reproduced is False and d.fix_verified is True
+    assert d.note.startswith("at this config H_att = W_att = 1: a 1x1 map broadcasts against any H x W")

@@ -87,7 +87,7 @@ def test_a_raising_constructor_is_a_finding():
 
     found = hold(Bad, "VAEEncoder.forward", CFG, 2, 3)
     assert [(v.kind, v.message) for v in found] == [
-        ("constructor", "VAEEncoder.forward: constructor raised RuntimeError: no weights")]
+        ("constructor", "VAEEncoder.forward: the constructor raised RuntimeError: no weights")]
 
 
 def test_from_config_is_preferred():

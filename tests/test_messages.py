@@ -90,3 +90,12 @@ def test_contract_violation_exception_lists_every_violation():
         _Prior(CFG)(torch.randn(8, 512, 1))
     assert isinstance(info.value, TypeError)
     assert str(info.value).startswith("DPGMMPrior.forward: h expected 2 dims")
+
+
+def test_an_unknown_contract_name_is_one_sentence():
+    from aimespec._errors import ContractNotFound
+
+    with pytest.raises(ContractNotFound, match=r"^no contract named 'DPGMMPriorr'; known: VQPTTokenizer, "):
+        resolve("DPGMMPriorr.forward")
+    with pytest.raises(LookupError, match=r"^VQPTTokenizer has several methods; name one: VQPTTokenizer.encode, "):
+        resolve("VQPTTokenizer")

@@ -113,3 +113,17 @@ def test_trace_usage_errors(tmp_path, small_cfg):
         trace(only_parts, small_cfg)
     with pytest.raises(UsageError, match="--batch"):
         trace(None, small_cfg, batch=0)
+
+
+def test_a_hanging_model_hits_the_timeout(tmp_path, small_cfg):
+    path = tmp_path / "hang.py"
+    path.write_text(
+        "import time\nfrom torch import nn\n\n\n"
+        "class Model(nn.Module):\n"
+        "    def forward_sequence(self, observations, actions):\n"
+        "        time.sleep(30)\n\n\n"
+        "def build_model(cfg):\n    return Model()\n"
+    )
+    report = trace(path, small_cfg, timeout=0.5)
+    assert not report.ok
+    assert report.error == "the forward pass did not return within 0.5 s of silence"

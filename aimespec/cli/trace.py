@@ -20,6 +20,8 @@ def trace(
                                                 help="T (default: sequence_length).")] = None,
     all_steps: Annotated[bool, typer.Option("--all-steps",
                                             help="Show every timestep, not the first and last.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", metavar="SEC",
+                                           help="Seconds the model may run without a component call.")] = 60.0,
     json_: JsonOpt = False,
     set_: SetOpt = None,
     config: ConfigOpt = None,
@@ -33,7 +35,7 @@ def trace(
     with term.guard():
         cfg = load_config(config, set_, env)
         with _quiet_stdout(json_):  # the model's own prints must not break the JSON document
-            report = run_trace(path, cfg, batch=batch, seq_len=seq_len)
+            report = run_trace(path, cfg, batch=batch, seq_len=seq_len, timeout=timeout)
     report.all_steps = all_steps
     if json_:
         term.json(report.to_json())

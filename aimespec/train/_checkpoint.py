@@ -36,11 +36,15 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:
     a crash mid-write leaves the previous checkpoint intact."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as fh:
-        torch.save({"format": FORMAT, **state}, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("wb") as fh:
+            torch.save({"format": FORMAT, **state}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -86,8 +90,12 @@ class JsonLog:
                 if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= keep_until:
                     kept.append(line)
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(f"{line}\n" for line in kept))
-        os.replace(tmp, path)
+        try:
+            tmp.write_text("".join(f"{line}\n" for line in kept))
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         self._fh = path.open("a")
 
     def write(self, record: dict[str, Any]) -> None:
