@@ -158,10 +158,13 @@ class _Engine:
     def _component(self, comp: Component) -> list[ContractResult]:
         try:
             obj = self._build(lambda: build(comp.cls, self.cfg))
-        except (Exception, CallTimeout, SystemExit) as exc:
-            row = ContractResult(comp.contract, comp.name, file=self._file_of(comp.cls))
-            row.add(self._raised(comp.contract, _build_kind(exc), exc, None, None))
-            return [row]
+        except (Exception, CallTimeout, SystemExit) as exc:  # a finding on each method it would have served
+            rows = []
+            for mc in methods_of(comp.contract):
+                row = ContractResult(mc.name, comp.name, file=self._file_of(comp.cls))
+                row.add(self._raised(mc.name, _build_kind(exc), exc, None, None))
+                rows.append(row)
+            return rows
         rows: list[ContractResult] = []
         inner: dict[tuple, ContractResult] = {}
         with Recorder(self.cfg, self.source.files, check=True).install(obj) as recorder:

@@ -1,6 +1,7 @@
 """The result of `aimespec check`: one row per contract checked, rendering itself as JSON or rich."""
 
 import dataclasses
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,9 +54,13 @@ class ContractResult:
         }
 
 
-@dataclass
-class CheckReport:
-    """Everything `aimespec check` found; `to_json()` is the document `--json` prints."""
+@dataclass(eq=False)
+class CheckReport(Mapping):
+    """Everything `aimespec check` found; `to_json()` is the document `--json` prints.
+
+    It is also a read-only mapping over that document (SPEC: `check(...)` returns "the same
+    report `aimespec check --json` prints"): `report["ok"]`, `report["results"]`, `dict(report)`.
+    """
 
     cfg: AimeConfig
     source: str  # "reference_model" or the model file as given
@@ -68,6 +73,15 @@ class CheckReport:
     @property
     def ok(self) -> bool:
         return all(r.ok for r in self.results)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_json()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_json())
+
+    def __len__(self) -> int:
+        return len(self.to_json())
 
     @property
     def findings(self) -> list[Finding]:

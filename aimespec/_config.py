@@ -5,6 +5,7 @@ Every size in the project is a field here or one expression of fields (a propert
 """
 
 import dataclasses
+import functools
 import json
 import math
 import tomllib
@@ -13,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aimespec._errors import ConfigError
+from aimespec._errors import ConfigError, UnknownConfigKey
 
 RGB_AGGREGATIONS = ("norm_weighted", "mean")
+_MAY_BE_ZERO = frozenset({"warmup_epochs"})  # counts that may be 0; every size must be >= 1
 
 
 @dataclass(frozen=True)
@@ -78,8 +80,9 @@ class AimeConfig:
             elif kind is int:
                 if isinstance(value, bool) or not isinstance(value, int):
                     raise ConfigError(f.name, f"must be an integer, got {value!r}")
-                if value < 1:
-                    raise ConfigError(f.name, f"must be a positive integer, got {value}")
+                if value < (0 if f.name in _MAY_BE_ZERO else 1):
+                    expected = "a non-negative" if f.name in _MAY_BE_ZERO else "a positive"
+                    raise ConfigError(f.name, f"must be {expected} integer, got {value}")
             elif kind is float:
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
                     raise ConfigError(f.name, f"must be a number, got {value!r}")
@@ -227,6 +230,23 @@ class AimeConfig:
         values: dict[str, Any] = dict(load_config_file(config_file)) if config_file else {}
         values.update(parse_overrides(overrides))
         return cls.from_mapping(values, source=str(config_file) if config_file else "--set")
+
+
+def _reject_unknown_keys(init: Any) -> Any:
+    """Wrap the dataclass __init__: an unknown keyword is a ValueError naming it, like every config error."""
+    names = frozenset(f.name for f in dataclasses.fields(AimeConfig))
+
+    @functools.wraps(init)
+    def __init__(self: AimeConfig, *args: Any, **kwargs: Any) -> None:
+        for key in kwargs:
+            if key not in names:
+                raise UnknownConfigKey(key, "is not a config key; see `aimespec spec` for the keys")
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+AimeConfig.__init__ = _reject_unknown_keys(AimeConfig.__init__)  # type: ignore[method-assign]
 
 
 def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict[str, str]:

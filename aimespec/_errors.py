@@ -22,6 +22,10 @@ class ContractNotFound(AimespecError, LookupError):
     """A contract name that no contract carries."""
 
 
+class UnknownConfigKey(ConfigError, TypeError):
+    """A keyword that is not a config field (a TypeError too, as Python's own would be)."""
+
+
 class UsageError(AimespecError):
     """Bad input to a command (missing file, no component found, ...): exit code 2."""
 

@@ -52,7 +52,6 @@ class Explanation:
 
 
 MATCH_THRESHOLD = 0.3
-MAX_DECOMPOSITIONS = 12
 
 
 # --- matching the documented errors by roles ------------------------------------------------------
@@ -222,7 +221,7 @@ def explain(text: str, cfg: AimeConfig, batch: int | None = None, seq_len: int |
                for n, (s, why) in ranked if s >= MATCH_THRESHOLD]
     if matches:
         algebra.prefer(_PREFER[matches[0].error], scorer.pins.get(matches[0].error, {}))
-    numbers = {str(n): algebra.decompose(n)[:MAX_DECOMPOSITIONS] for n in algebra.observed()}
+    numbers = {str(n): algebra.decompose(n) for n in algebra.observed()}  # every one, ties included (SPEC)
     return Explanation(
         text=text, numbers=numbers, matches=matches,
         explanation=_write(findings, numbers, matches, algebra, B, T),

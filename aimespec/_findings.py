@@ -47,7 +47,9 @@ class Finding:
     def to_json(self, *, tracebacks: bool = False) -> dict[str, Any]:
         v = self.violation
         out = {
-            "tensor": v.tensor, "expected": v.expected, "expected_shape": v.expected_shape, "got": v.got,
+            "tensor": v.tensor, "expected": v.expected,
+            "expected_shape": v.expected_shape or [],  # SPEC: [int]; [] when no tensor was expected (kind says why)
+            "got": v.got,
             "message": v.message, "documented_error": v.documented_error, "title": self.title, "fix": v.fix,
             "kind": v.kind, "where": v.where, "batch": v.batch, "seq_len": v.seq_len, "seed": v.seed,
             "step": self.step, "occurrences": self.occurrences, "contract": v.contract, "bindings": v.bindings,

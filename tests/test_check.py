@@ -230,6 +230,12 @@ def test_a_raising_constructor_is_a_finding(tmp_path, small_cfg):
     (finding,) = row.findings
     assert finding.violation.kind == "constructor" and "no weights" in finding.violation.message
     assert finding.violation.where.endswith(":3") and not report.ok
+    assert row.contract == "VAEEncoder.forward"  # filed under the method, as every other row
+
+
+def test_a_raising_constructor_is_a_finding_for_each_method(tmp_path, small_cfg):
+    path = _write(tmp_path, "class VQPTTokenizer:\n    def __init__(self, cfg):\n        raise ValueError('x')\n")
+    assert [r.contract for r in check(path, small_cfg).results] == ["VQPTTokenizer.encode", "VQPTTokenizer.decode"]
 
 
 GAMMA_PRIOR = """
@@ -424,3 +430,21 @@ class DPGMMPrior(nn.Module):
     report = check(path, small_cfg, examples=0)
     messages = [v["message"] for r in report.to_json()["results"] for v in r["violations"]]
     assert messages == ["DPGMMPrior.forward: alpha expected [B, n_samples] = [4, 10], got [4, 5] (B=4 n_samples=10)"]
+
+
+def test_the_python_api_returns_the_report_the_cli_prints(small_cfg, tmp_path):
+    """SPEC: `aimespec.check(path, cfg)` is the same report `aimespec check --json` prints."""
+    import json as json_module
+
+    from typer.testing import CliRunner
+
+    from aimespec.cli import app
+
+    config = tmp_path / "small.json"
+    config.write_text(json_module.dumps(small_cfg.to_dict()))
+    report = check(USER, small_cfg, examples=1)
+    printed = json_module.loads(CliRunner().invoke(app, ["check", str(USER), "--json", "--examples", "1",
+                                                          "--config", str(config)]).stdout)
+    assert report["ok"] is True and set(report) == set(printed)
+    drop = {"seconds"}
+    assert {k: v for k, v in report.items() if k not in drop} == {k: v for k, v in printed.items() if k not in drop}

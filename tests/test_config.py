@@ -46,6 +46,8 @@ def test_invalid_values_raise_value_error_naming_the_field(changes, message):
 def test_unknown_keys_are_rejected():
     with pytest.raises(ConfigError, match=r"^latnet_dim: is not a config key"):
         AimeConfig.from_mapping({"latnet_dim": 3})
+    with pytest.raises(ValueError, match=r"^latnet_dim: is not a config key; see `aimespec spec` for the keys$"):
+        AimeConfig(latnet_dim=3)
 
 
 @pytest.mark.parametrize("res", range(1, 65))
@@ -79,6 +81,12 @@ def test_toml_and_json_files(tmp_path):
         AimeConfig.from_file(bad)
     with pytest.raises(ConfigError, match="is not a readable file"):
         AimeConfig.from_file(tmp_path / "missing.toml")
+
+
+def test_zero_warmup_is_valid_but_not_negative():
+    assert AimeConfig(warmup_epochs=0).warmup_epochs == 0
+    with pytest.raises(ValueError, match=r"^warmup_epochs: must be a non-negative integer, got -1$"):
+        AimeConfig(warmup_epochs=-1)
 
 
 def test_replace_validates():

@@ -165,3 +165,12 @@ def test_missing_dm_control_is_the_install_sentence(monkeypatch, tmp_path):
         assert result.stderr.strip().splitlines() == [
             "error: dm_control is not installed: install it with pip install 'aimespec[dmc]' (dm_control and mujoco<4)."
         ]
+
+
+def test_env_and_a_contradicting_set_action_dim_is_a_usage_error():
+    result = CliRunner().invoke(app, ["spec", "--env", "walker-walk", "--set", "action_dim=3", "--json"])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.strip() == ("error: action_dim: --set action_dim=3 contradicts --env walker-walk, "
+                                     "whose action_spec() has 6 actions: drop one of them")
+    agreeing = CliRunner().invoke(app, ["spec", "--env", "walker-walk", "--set", "action_dim=6", "--json"])
+    assert agreeing.exit_code == 0, agreeing.output

@@ -188,3 +188,9 @@ def test_json_document(cfg):
     assert set(doc["matches"][0]) >= {"error", "title", "score"}
     assert all(isinstance(v, list) for v in doc["numbers"].values())
     json.dumps(doc)
+
+
+def test_numbers_list_every_decomposition_ties_included(cfg):
+    numbers = explain("mat1 and mat2 shapes cannot be multiplied (8x512 and 768x1080)", cfg).numbers
+    assert len(numbers["768"]) > 12
+    assert {"2*context_dim = 2*256", "2*code_dim = 2*256"} <= set(numbers["512"])

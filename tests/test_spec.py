@@ -110,3 +110,20 @@ def test_real_subprocess_json_only_on_stdout():
     assert bad.returncode == 2
     assert bad.stdout == ""
     assert bad.stderr.strip() == "error: nope: is not a config key (--set); see `aimespec spec` for the keys"
+
+
+def test_usage_errors_of_the_console_script_are_one_sentence():
+    for args, message in ((["spec", "--bogus"], "error: No such option: --bogus"),
+                          (["chek"], "error: No such command 'chek'. Did you mean 'check'?"),
+                          (["spec", "--json", "--markdown"], "error: --json and --markdown are two different outputs")):
+        proc = subprocess.run([sys.executable, "-m", "aimespec.cli", *args], capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.stderr.startswith(message) and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_a_bad_checking_mode_is_a_usage_error():
+    proc = subprocess.run([sys.executable, "-m", "aimespec.cli", "spec"], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "AIMESPEC_CHECK": "bogus"})
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: AIMESPEC_CHECK='bogus' is not a checking mode: use one of full, shapes, off"

@@ -1,5 +1,7 @@
 """The `aimespec` command: a thin typer app over the library's engines, one module a command."""
 
+import sys
+
 import typer
 
 from aimespec.cli.check import check
@@ -37,10 +39,33 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     """Shape-typed specifications for the AIME world model."""
+    from aimespec._checking import current_mode
+
+    try:
+        current_mode()  # a bad AIMESPEC_CHECK is a usage error for every command, before any work
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def main() -> None:
-    app()
+    """The console script: typer's usage errors (unknown option or command) become one sentence, exit 2."""
+    try:  # typer >= 0.20 vendors click
+        from typer._click import exceptions as click_exceptions
+    except ImportError:  # pragma: no cover - older typer
+        from click import exceptions as click_exceptions
+    try:
+        code = app(standalone_mode=False)
+    except click_exceptions.NoArgsIsHelpError:
+        sys.exit(2)  # the help was shown
+    except click_exceptions.UsageError as exc:
+        where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        sys.stderr.write(f"error: {exc.format_message()}{where}\n")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 __all__ = ["app", "main"]

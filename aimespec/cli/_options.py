@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from aimespec._config import AimeConfig, parse_overrides
+from aimespec._errors import ConfigError
 
 SetOpt = Annotated[
     list[str] | None, typer.Option("--set", help="Override a config key: KEY=VALUE (repeatable).", metavar="KEY=VALUE")
@@ -28,5 +29,9 @@ def load_config(config: Path | None, sets: list[str] | None, env: str | None) ->
 
         cfg = cfg.replace(action_dim=action_dim_for(env))
     if sets:
-        cfg = AimeConfig.from_mapping({**cfg.to_dict(), **parse_overrides(sets)}, source="--set")
+        overrides = parse_overrides(sets)
+        if env and "action_dim" in overrides and str(cfg.action_dim) != overrides["action_dim"].strip():
+            raise ConfigError("action_dim", f"--set action_dim={overrides['action_dim']} contradicts --env {env}, "
+                                            f"whose action_spec() has {cfg.action_dim} actions: drop one of them")
+        cfg = AimeConfig.from_mapping({**cfg.to_dict(), **overrides}, source="--set")
     return cfg

@@ -17,6 +17,8 @@ def spec(
 ) -> None:
     """The symbol table and key tensor shapes at the current config, generated from the contracts."""
     term = Terminal(verbose)
+    if json_ and markdown:
+        term.fail("--json and --markdown are two different outputs: give one of them")
     with term.guard():
         report = build_spec(load_config(config, set_, env))
     if json_:
