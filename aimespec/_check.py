@@ -37,9 +37,9 @@ from aimespec._findings import (
 from aimespec._hold import bound_checker, build, call_method, make_inputs
 from aimespec._record import CallRecord, Recorder, assign_steps
 from aimespec._spec import dim_names
+from aimespec._spec_report import WORLD
 from aimespec._validate import Violation, exception_violation
 
-WORLD = "AimeWorldModel.forward_sequence"
 MAX_B, MAX_T = 16, 32  # range of the random examples' (B, T)
 WORLD_BUDGET = 8  # a whole-model random example runs at most 1/WORLD_BUDGET of the config's frames
 

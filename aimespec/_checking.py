@@ -75,7 +75,8 @@ def checked(ref: str) -> Callable[[F], F]:
 
     def deco(fn: F) -> F:
         sig = inspect.signature(fn)
-        contract_cache: list[MethodContract] = []
+        self_name = next(iter(sig.parameters))
+        contract_of = functools.cache(lambda: resolve(ref))  # resolved at the first checked call
 
         @functools.wraps(fn)
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -83,13 +84,11 @@ def checked(ref: str) -> Callable[[F], F]:
             observers = _observers.get()
             if mode == "off" and not observers:
                 return fn(self, *args, **kwargs)
-            if not contract_cache:
-                contract_cache.append(resolve(ref))
-            contract = contract_cache[0]
+            contract = contract_of()
             bound = sig.bind(self, *args, **kwargs)
             bound.apply_defaults()
             arguments = dict(bound.arguments)
-            arguments.pop(next(iter(sig.parameters)))
+            arguments.pop(self_name)
             if mode == "off":
                 result = fn(self, *args, **kwargs)
             else:

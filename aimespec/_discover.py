@@ -65,16 +65,7 @@ class ModelSource:
 
 def contract_order() -> dict[str, int]:
     """Contract name -> its rank in pillar order (the order of `CONTRACT_MODULES`, then definition)."""
-    from aimespec._contract import CONTRACT_MODULES, component_contract
-
-    names = contract_names()
-
-    def rank(name: str) -> tuple[int, int]:
-        module = component_contract(name).__module__
-        pillar = CONTRACT_MODULES.index(module) if module in CONTRACT_MODULES else len(CONTRACT_MODULES)
-        return pillar, names.index(name)
-
-    return {name: i for i, name in enumerate(sorted(names, key=rank))}
+    return {name: i for i, name in enumerate(contract_names())}  # already in pillar order
 
 
 def contract_of(cls: type) -> tuple[str, str] | None:

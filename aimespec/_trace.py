@@ -29,9 +29,8 @@ from aimespec._errors import UsageError
 from aimespec._findings import exception_where
 from aimespec._hold import build, make_inputs
 from aimespec._record import Recorder, assign_steps
-from aimespec._spec_report import KEY_TENSORS, key_tensor_leaves
+from aimespec._spec_report import KEY_TENSORS, WORLD, key_tensor_leaves
 
-WORLD = "AimeWorldModel.forward_sequence"
 PILLARS = {
     "perceiver": "Perceiver IO (context extraction)",
     "vae": "VAE (encoder / decoder)",

@@ -46,6 +46,11 @@ class Terminal:
         except (AimespecError, ValueError, FileNotFoundError) as exc:
             self.fail(str(exc), EXIT_USAGE, exc)
 
+    @staticmethod
+    def quiet_stdout(json_: bool) -> contextlib.AbstractContextManager[object]:
+        """With --json, what user code prints goes to stderr: stdout holds the one JSON document."""
+        return contextlib.redirect_stdout(sys.stderr) if json_ else contextlib.nullcontext()
+
     def fail(self, message: str, code: int = EXIT_USAGE, exc: BaseException | None = None) -> NoReturn:
         """One clear sentence on stderr (the traceback too with --verbose), then exit."""
         if self.verbose and exc is not None:

@@ -1,7 +1,5 @@
 """`aimespec check [PATH]`: hold a model file (default: the bundled reference model) to every contract."""
 
-import contextlib
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -36,7 +34,7 @@ def check(
     term = Terminal(verbose)
     with term.guard():
         cfg = load_config(config, set_, env)
-        with _quiet_stdout(json_):  # the model's own prints must not break the JSON document
+        with term.quiet_stdout(json_):  # the model's own prints must not break the JSON document
             report = run_check(path, cfg, examples=examples, seed=seed, timeout=timeout, meta=meta)
     report.verbose = verbose
     if json_:
@@ -45,6 +43,3 @@ def check(
         term.show(report)
     raise typer.Exit(EXIT_OK if report.ok else EXIT_FOUND)
 
-
-def _quiet_stdout(json_: bool) -> contextlib.AbstractContextManager[object]:
-    return contextlib.redirect_stdout(sys.stderr) if json_ else contextlib.nullcontext()

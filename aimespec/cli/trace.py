@@ -1,7 +1,5 @@
 """`aimespec trace [PATH]`: one forward pass, every component call in order with its shapes."""
 
-import contextlib
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -34,7 +32,7 @@ def trace(
     term = Terminal(verbose)
     with term.guard():
         cfg = load_config(config, set_, env)
-        with _quiet_stdout(json_):  # the model's own prints must not break the JSON document
+        with term.quiet_stdout(json_):  # the model's own prints must not break the JSON document
             report = run_trace(path, cfg, batch=batch, seq_len=seq_len, timeout=timeout)
     report.all_steps = all_steps
     if json_:
@@ -43,6 +41,3 @@ def trace(
         term.show(report)
     raise typer.Exit(EXIT_OK if report.ok else EXIT_FOUND)
 
-
-def _quiet_stdout(json_: bool) -> contextlib.AbstractContextManager[object]:
-    return contextlib.redirect_stdout(sys.stderr) if json_ else contextlib.nullcontext()
