@@ -34,7 +34,7 @@ from aimespec._findings import (
     return_line,
     shape_documented_error,
 )
-from aimespec._hold import bound_checker, build, call_method, make_inputs
+from aimespec._hold import CallInputs, bound_checker, build, call_method, make_inputs
 from aimespec._record import CallRecord, Recorder, assign_steps
 from aimespec._spec import dim_names
 from aimespec._spec_report import WORLD
@@ -191,31 +191,38 @@ class _Engine:
                 if len(real) < len(done):  # shapes ran on meta: value invariants on small real tensors
                     real.append(self.small_pair)
                 for B, T in dict.fromkeys(real):
-                    recorder.start_run()
                     if self._call(row, mc, obj, comp.cls, B, T, recorder, inner):
                         break
         return rows + list(inner.values())
 
     def _call(self, row: ContractResult, mc: MethodContract, obj: Any, cls: type, B: int, T: int,
               recorder: Recorder, inner: dict[tuple, ContractResult], device: str | None = None) -> bool:
-        """One generated call of `mc` on `obj`; True when the remaining examples should be skipped.
+        """One generated call of `mc` on the component `obj`; True when the remaining examples should be skipped."""
+        return self._invoke(row, mc, lambda inputs: call_method(obj, mc, inputs), getattr(cls, mc.method, None),
+                            cls.__name__, B, T, recorder, inner, device)
 
-        With `device="meta"` an exception raises `_NeedsRealTensors` instead of becoming a finding.
+    def _invoke(self, row: ContractResult, mc: MethodContract, invoke: Callable[[CallInputs], Any], method: Any,
+                label: str, B: int, T: int, recorder: Recorder, inner: dict[tuple, ContractResult],
+                device: str | None) -> bool:
+        """Draw inputs, call, hold the result and every recorded inner call to their contracts.
+
+        True when the remaining examples should be skipped (a timeout). With `device="meta"` an
+        exception raises `_NeedsRealTensors` instead of becoming a finding, and nothing is recorded.
         """
+        recorder.start_run()
         inputs = make_inputs(mc, self.cfg, B, T, self.seed, device or self.device)
         checker = bound_checker(mc, self.cfg, inputs)
-        method = getattr(cls, mc.method, None)
         stop = False
         try:
             with recorder.top(mc.name):
-                result = self._run(lambda: call_method(obj, mc, inputs), recorder)
+                result = self._run(lambda: invoke(inputs), recorder)
         except (Exception, CallTimeout, SystemExit) as exc:
             if device == "meta":
                 raise _NeedsRealTensors from exc
             row.calls += 1
             row.note_example(B, T)
             stop = isinstance(exc, CallTimeout)
-            self._failed(row, mc.name, exc, B, T, recorder, inner, cls.__name__)
+            self._failed(row, mc.name, exc, B, T, recorder, inner, label)
         else:
             if device == "meta" and any(c.exception is not None for c in recorder.calls):
                 raise _NeedsRealTensors  # an inner call failed on meta and the user's code caught it
@@ -224,7 +231,7 @@ class _Engine:
             for v in checker.check_outputs(result):
                 row.add(self._shape_finding(v, B, T, None, return_line(method, v.tensor)))
         assign_steps(recorder.calls, T)
-        self._collect(recorder.calls, cls.__name__, B, T, inner)
+        self._collect(recorder.calls, label, B, T, inner)
         return stop
 
     # --- the whole model -----------------------------------------------------------------------
@@ -260,30 +267,8 @@ class _Engine:
                     recorder: Recorder, inner: dict[tuple, ContractResult], device: str | None = None) -> bool:
         """One generated `forward_sequence`; True when the remaining examples should be skipped."""
         forward = model.forward_sequence
-        recorder.start_run()
-        inputs = make_inputs(mc, self.cfg, B, T, self.seed, device or self.device)
-        checker = bound_checker(mc, self.cfg, inputs)
-        stop = False
-        try:
-            with recorder.top(mc.name):
-                result = self._run(lambda inputs=inputs: forward(*inputs.args), recorder)
-        except (Exception, CallTimeout, SystemExit) as exc:
-            if device == "meta":
-                raise _NeedsRealTensors from exc
-            row.calls += 1
-            row.note_example(B, T)
-            stop = isinstance(exc, CallTimeout)
-            self._failed(row, mc.name, exc, B, T, recorder, inner, label)
-        else:
-            if device == "meta" and any(c.exception is not None for c in recorder.calls):
-                raise _NeedsRealTensors
-            row.calls += 1
-            row.note_example(B, T)
-            for v in checker.check_outputs(result):
-                row.add(self._shape_finding(v, B, T, None, return_line(forward, v.tensor)))
-        assign_steps(recorder.calls, T)
-        self._collect(recorder.calls, label, B, T, inner)
-        return stop
+        return self._invoke(row, mc, lambda inputs: forward(*inputs.args), forward, label, B, T, recorder, inner,
+                            device)
 
     def _on_meta(self, make: Callable[[], Any], method: str, call: Callable[[Any, Recorder], Any]) -> bool:
         """Run `call(obj, recorder)` on an object built on the meta device (shapes only, no FLOPs).
