@@ -16,6 +16,10 @@ from aimespec._validate import Violation
 
 __version__ = "0.1.0"
 
+for _exc in (AimespecError, ConfigError, ContractViolation, UsageError):
+    _exc.__module__ = "aimespec"  # tracebacks name the public path: aimespec.ContractViolation
+del _exc
+
 
 def check(path=None, cfg=None, **options):
     """The report `aimespec check --json` prints, for a model file (None: the reference model)."""
