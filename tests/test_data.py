@@ -293,3 +293,11 @@ def test_the_file_is_a_zip_of_plain_npy_arrays_only(tmp_path):
     path = make_data(n=1, t=2, task="cheetah-run").save(tmp_path / "c.npz")
     with zipfile.ZipFile(path) as zf:
         assert sorted(zf.namelist()) == ["actions.npy", "metadata.npy", "observations.npy"]
+
+
+def test_from_float_stores_frames_as_collect_does():
+    obs = np.array([0.0, 0.5, 1.0, 1.2, -0.1], dtype=np.float32).reshape(1, 1, 1, 1, 5).repeat(3, axis=2)
+    data = EpisodeData.from_float(obs, np.zeros((1, 1, 2)), task="synthetic")
+    assert data.observations.dtype == np.uint8 and data.actions.dtype == np.float32
+    assert data.observations[0, 0, 0, 0].tolist() == [0, 128, 255, 255, 0]  # x255 rounded, clipped to [0, 1]
+    assert data.task == "synthetic"

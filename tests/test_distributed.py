@@ -6,7 +6,6 @@ import socket
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 
@@ -53,7 +52,7 @@ def test_shards_cover_the_batch_and_differ_by_at_most_one_row():
 
 def test_two_processes_match_one_process_on_the_whole_batch(tmp_path):
     obs, act = moving_shapes(3, 6, CFG.input_dim, CFG.action_dim, seed=4)
-    data = EpisodeData((obs.numpy() * 255).round().astype(np.uint8), act.numpy()).save(tmp_path / "shapes.npz")
+    data = EpisodeData.from_float(obs, act).save(tmp_path / "shapes.npz")
     config = tmp_path / "cfg.json"
     config.write_text(json.dumps(CFG.to_dict()))
     two = tmp_path / "two"
@@ -133,7 +132,7 @@ except TrainingStopped as stopped:
 
 def test_a_nan_on_one_rank_stops_every_rank_at_the_same_step_without_hanging(tmp_path):
     obs, act = moving_shapes(4, 4, CFG.input_dim, CFG.action_dim, seed=1)
-    data = EpisodeData((obs.numpy() * 255).round().astype(np.uint8), act.numpy()).save(tmp_path / "shapes.npz")
+    data = EpisodeData.from_float(obs, act).save(tmp_path / "shapes.npz")
     config = tmp_path / "cfg.json"
     config.write_text(json.dumps(CFG.to_dict()))
     script = tmp_path / "nan_on_rank_1.py"

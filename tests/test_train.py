@@ -29,8 +29,7 @@ LOG_KEYS = {"step", "time", "elapsed", "seconds", "epoch", "rows", *TASKS, *TERM
 
 def write_shapes(path: Path, n: int = 3, T: int = 8, action_dim: int = 6, seed: int = 0) -> Path:
     obs, act = moving_shapes(n, T, 32, action_dim, seed)
-    frames = (obs.numpy() * 255).round().astype(np.uint8)
-    return EpisodeData(frames, act.numpy(), task="moving-shapes").save(path)
+    return EpisodeData.from_float(obs, act, task="moving-shapes").save(path)
 
 
 def write_config(path: Path, cfg: AimeConfig) -> Path:

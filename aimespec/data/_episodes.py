@@ -55,6 +55,15 @@ class EpisodeData:
     def __post_init__(self) -> None:
         _validate(self.observations, self.actions, self.action_min, self.action_max, "episode data")
 
+    @classmethod
+    def from_float(cls, observations: Any, actions: Any, **metadata: Any) -> "EpisodeData":
+        """Episodes from float videos in [0, 1] `[N, T, C, H, W]` (array or CPU tensor) and actions `[N, T, A]`.
+
+        Frames are stored as uint8 (x 255, rounded), as `collect` stores rendered pixels.
+        """
+        frames = (np.clip(np.asarray(observations, dtype=np.float32), 0.0, 1.0) * 255).round().astype(np.uint8)
+        return cls(frames, np.asarray(actions, dtype=np.float32), **metadata)
+
     @property
     def num_episodes(self) -> int:
         return int(self.observations.shape[0])
