@@ -5,25 +5,25 @@ symbols of `AIME_TENSOR_SHAPE_REFERENCE.md`; aimespec binds them to an `AimeConf
 checks calls at runtime, holds any implementation against them, and explains shape errors.
 """
 
-from aimespec._checking import checked, checking, current_mode, observing
-from aimespec._config import AimeConfig
-from aimespec._contract import Contract, contract_names, invariants, resolve
-from aimespec._errors import AimespecError, ConfigError, ContractViolation, UsageError
-from aimespec._hold import CallInputs, hold, make_inputs
-from aimespec._implements import implements
-from aimespec._symbols import SYMBOLS, symbol_values
-from aimespec._validate import Violation
+from aimespec.core.config import AimeConfig
+from aimespec.core.contract import Contract, contract_names, invariants, resolve
+from aimespec.core.errors import AimespecError, ConfigError, ContractNotFound, ContractViolation, UsageError
+from aimespec.core.implements import implements
+from aimespec.core.invariants import FiniteLoss, InRange, IntRange, Invariant, Positive, Simplex
+from aimespec.core.symbols import SYMBOLS, symbol_values
+from aimespec.core.validate import Violation
+from aimespec.core.version import __version__
+from aimespec.runtime.checked import checked, checking, current_mode, observing
+from aimespec.runtime.hold import CallInputs, hold, make_inputs
 
-__version__ = "0.1.0"
-
-for _exc in (AimespecError, ConfigError, ContractViolation, UsageError):
+for _exc in (AimespecError, ConfigError, ContractNotFound, ContractViolation, UsageError):
     _exc.__module__ = "aimespec"  # tracebacks name the public path: aimespec.ContractViolation
 del _exc
 
 
 def check(path=None, cfg=None, **options):
     """The report `aimespec check --json` prints, for a model file (None: the reference model)."""
-    from aimespec._check import check as _check
+    from aimespec.commands.check import check as _check
 
     return _check(path, cfg if cfg is not None else AimeConfig(), **options)
 
@@ -35,7 +35,14 @@ __all__ = [
     "CallInputs",
     "ConfigError",
     "Contract",
+    "ContractNotFound",
     "ContractViolation",
+    "FiniteLoss",
+    "InRange",
+    "IntRange",
+    "Invariant",
+    "Positive",
+    "Simplex",
     "UsageError",
     "Violation",
     "__version__",

@@ -11,9 +11,9 @@
 
 from hypothesis import strategies as st
 
-from aimespec._config import AimeConfig
-from aimespec._contract import resolve
-from aimespec._hold import CallInputs, make_inputs
+from aimespec.core.config import AimeConfig
+from aimespec.core.contract import resolve
+from aimespec.runtime.hold import CallInputs, make_inputs
 
 
 def batch_sizes(low: int = 1, high: int = 16) -> st.SearchStrategy[int]:

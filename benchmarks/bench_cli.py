@@ -19,8 +19,8 @@ from pathlib import Path
 
 import aimespec
 from aimespec import AimeConfig
-from aimespec._check import check
-from aimespec._explain import explain
+from aimespec.commands.check import check
+from aimespec.explain.engine import explain
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_ERRORS = [

@@ -25,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import aimespec
 from aimespec import AimeConfig, checking, observing
-from aimespec._validate import CallChecker
+from aimespec.core.validate import CallChecker
 from reference_model import AimeWorldModel, Trainer
 from reference_model.synthetic import moving_shapes
 

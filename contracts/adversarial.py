@@ -5,8 +5,7 @@ from typing import Annotated
 from jaxtyping import Float
 from torch import Tensor
 
-from aimespec._contract import Contract, invariants
-from aimespec._invariants import InRange
+from aimespec import Contract, InRange, invariants
 
 
 class Discriminator(Contract):

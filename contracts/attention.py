@@ -5,8 +5,7 @@ from typing import NamedTuple
 from jaxtyping import Float
 from torch import Tensor
 
-from aimespec._contract import Contract, invariants
-from aimespec._invariants import InRange, Simplex
+from aimespec import Contract, InRange, Simplex, invariants
 
 
 class SlotResult(NamedTuple):

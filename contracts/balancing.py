@@ -5,7 +5,7 @@ from typing import Annotated, ClassVar
 from jaxtyping import Float
 from torch import Tensor
 
-from aimespec._contract import Contract
+from aimespec import Contract
 
 
 class RGB(Contract):

@@ -5,8 +5,7 @@ from typing import Annotated, NamedTuple
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from aimespec._contract import Contract, invariants
-from aimespec._invariants import FiniteLoss, InRange, IntRange
+from aimespec import Contract, FiniteLoss, InRange, IntRange, invariants
 
 
 class EncodeResult(NamedTuple):

@@ -5,8 +5,7 @@ from typing import NotRequired, TypedDict
 from jaxtyping import Float
 from torch import Tensor
 
-from aimespec._contract import Contract, invariants
-from aimespec._invariants import InRange, Positive, Simplex
+from aimespec import Contract, InRange, Positive, Simplex, invariants
 
 
 class PriorParams(TypedDict):

@@ -5,8 +5,7 @@ from typing import NotRequired, TypedDict
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from aimespec._contract import Contract, invariants
-from aimespec._invariants import InRange, IntRange, Simplex
+from aimespec import Contract, InRange, IntRange, Simplex, invariants
 
 
 class SequenceOutputs(TypedDict):

@@ -14,8 +14,7 @@ from einops import einsum, rearrange
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from aimespec._checking import checked
-from aimespec._config import AimeConfig
+from aimespec import AimeConfig, checked
 from contracts.attention import SchemaResult, SlotResult
 from reference_model import noise
 

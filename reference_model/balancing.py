@@ -19,8 +19,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from aimespec._checking import checked
-from aimespec._config import AimeConfig
+from aimespec import AimeConfig, checked
 
 ZERO_NORM = 1e-8  # a task gradient below this norm counts as zero (it is left out and gets r_i = 0)
 ALIGNED = 0.999  # tasks with |<gbar_i, d>| above this are not rotated (alpha_i = 0)

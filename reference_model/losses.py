@@ -19,10 +19,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from aimespec._checking import current_mode
-from aimespec._errors import ContractViolation
-from aimespec._invariants import FiniteLoss
-from aimespec._validate import Violation
+from aimespec import ContractViolation, FiniteLoss, Violation, current_mode
 from reference_model.kl import kl_gamma, kl_gaussian_mixture, kl_sticks
 
 TASKS = ("elbo", "perceiver", "predictive", "adversarial")

@@ -20,8 +20,7 @@ from einops import rearrange, repeat
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from aimespec._checking import checked
-from aimespec._config import AimeConfig
+from aimespec import AimeConfig, checked
 from contracts.perceiver import EncodeResult
 from reference_model.vq import VectorQuantizer
 

@@ -16,8 +16,7 @@ from einops import rearrange
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from aimespec._checking import checked
-from aimespec._config import AimeConfig
+from aimespec import AimeConfig, checked
 from contracts.prior import PriorParams
 from reference_model import noise
 

@@ -22,8 +22,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from aimespec._config import AimeConfig
-from aimespec._errors import AimespecError
+from aimespec import AimeConfig, AimespecError
 from reference_model import noise
 from reference_model.balancing import RGB
 from reference_model.losses import TASKS, TaskLosses, check_losses, compute_losses, discriminator_loss

@@ -16,8 +16,7 @@ from einops import rearrange
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from aimespec._checking import checked
-from aimespec._config import AimeConfig
+from aimespec import AimeConfig, checked
 from contracts.vae import ZParams
 
 LOGVAR_MIN, LOGVAR_MAX = -10.0, 5.0

@@ -20,8 +20,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from aimespec._checking import checked
-from aimespec._config import AimeConfig
+from aimespec import AimeConfig, checked
 from contracts.world import SequenceOutputs
 from reference_model import noise
 from reference_model.adversarial import Discriminator

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from aimespec import AimeConfig, UsageError, check
-from aimespec._check import example_pairs
-from aimespec._findings import shape_documented_error
-from aimespec._validate import Violation
+from aimespec.commands.check import example_pairs
+from aimespec.core.validate import Violation
+from aimespec.explain.findings import shape_documented_error
 
 ROOT = Path(__file__).resolve().parent.parent
 USER = ROOT / "examples" / "user_model.py"
@@ -60,7 +60,7 @@ def test_reference_model_holds_at_the_small_config(small_cfg):
 
 
 def report_world_pairs(cfg):
-    from aimespec._check import WORLD_BUDGET
+    from aimespec.commands.check import WORLD_BUDGET
 
     frames = cfg.batch_size * cfg.sequence_length
     return example_pairs(cfg, 3, 0, cap=(cfg.batch_size, cfg.sequence_length), budget=max(frames // WORLD_BUDGET, 2))

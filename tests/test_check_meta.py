@@ -6,7 +6,7 @@ import textwrap
 import torch
 
 from aimespec import AimeConfig
-from aimespec._check import check
+from aimespec.commands.check import check
 
 CFG = AimeConfig()
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-import aimespec._checking as checking_module
+import aimespec.runtime.checked as checking_module
 from aimespec import AimeConfig, ContractViolation, checked, checking, current_mode
-from aimespec._hold import make_result
+from aimespec.runtime.hold import make_result
 
 
 class Prior(nn.Module):

@@ -8,12 +8,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aimespec import AimeConfig, resolve
-from aimespec._contract import all_methods
-from aimespec._hold import make_inputs, make_result
-from aimespec._invariants import FiniteLoss, InRange, IntRange, Simplex
-from aimespec._spec import DictNode, Leaf, TupleNode, dim_names, leaves
-from aimespec._symbols import FREE
-from aimespec._validate import CallChecker
+from aimespec.core.contract import all_methods
+from aimespec.core.dims import DictNode, Leaf, TupleNode, dim_names, leaves
+from aimespec.core.invariants import FiniteLoss, InRange, IntRange, Simplex
+from aimespec.core.symbols import FREE
+from aimespec.core.validate import CallChecker
+from aimespec.runtime.hold import make_inputs, make_result
 
 CFG = AimeConfig()
 METHODS = [m.name for m in all_methods()]
@@ -72,7 +72,7 @@ def test_config_bound_dim_wrong_but_consistent_is_rejected(name, symbol):
 
 
 def _value(symbol: str) -> int:
-    from aimespec._symbols import symbol_values
+    from aimespec.core.symbols import symbol_values
 
     return symbol_values(CFG)[symbol]
 

@@ -8,9 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from aimespec import AimeConfig
-from aimespec._diagnose import diagnose
-from aimespec._documented import documented_error, documented_errors
 from aimespec.cli import app
+from aimespec.explain.diagnose import diagnose
+from aimespec.explain.documented import documented_error, documented_errors
 
 runner = CliRunner()
 OTHER = dict(hidden_dim=256, latent_dim=16, attention_resolution=11, batch_size=4)
@@ -169,7 +169,7 @@ def test_cli_as_a_real_process():
 
 def test_error_2_is_not_claimed_when_a_1x1_attention_map_cannot_cause_it():
     from aimespec import AimeConfig
-    from aimespec._diagnose import diagnose
+    from aimespec.explain.diagnose import diagnose
 
     d = diagnose(2, AimeConfig.small(attention_resolution=1))
     assert d.reproduced is False and d.fix_verified is True

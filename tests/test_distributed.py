@@ -11,10 +11,10 @@ import torch
 
 from aimespec import AimeConfig, UsageError
 from aimespec.data import EpisodeData
-from aimespec.train import _distributed as ddp
-from aimespec.train import train
 from reference_model.losses import TASKS
 from reference_model.synthetic import moving_shapes
+from reference_model.train import distributed as ddp
+from reference_model.train import train
 from reference_model.world import build_model
 
 # 3 episodes, batch_size 4: global batches of 3 rows, split 2 + 1 (the reducer weights the ranks)
@@ -107,7 +107,7 @@ NAN_ON_RANK_1 = """
 import os, sys
 import reference_model.trainer as trainer_module
 from aimespec import AimeConfig
-from aimespec.train import TrainingStopped, train
+from reference_model.train import TrainingStopped, train
 
 real, calls = trainer_module.compute_losses, [0]
 

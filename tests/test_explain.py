@@ -12,11 +12,11 @@ from jaxtyping import Float, jaxtyped
 from torch import Tensor, nn
 
 from aimespec import AimeConfig, resolve
-from aimespec._diagnose import diagnose
-from aimespec._documented import documented_errors
-from aimespec._errors import ContractViolation
-from aimespec._explain import explain
-from aimespec._validate import CallChecker
+from aimespec.core.errors import ContractViolation
+from aimespec.core.validate import CallChecker
+from aimespec.explain.diagnose import diagnose
+from aimespec.explain.documented import documented_errors
+from aimespec.explain.engine import explain
 
 # A config where no default number survives (B, T, hidden_dim, D, H_att all moved).
 OTHER = dict(hidden_dim=256, latent_dim=16, attention_resolution=11, batch_size=4)

@@ -7,7 +7,7 @@ from torch import nn
 import aimespec
 from aimespec import AimeConfig, hold, implements
 from aimespec import strategies as aimest
-from aimespec._validate import CallChecker
+from aimespec.core.validate import CallChecker
 
 CFG = AimeConfig()
 

@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from aimespec import AimeConfig, ContractViolation, checked, checking, resolve
-from aimespec._hold import make_result
-from aimespec._validate import CallChecker
+from aimespec.core.validate import CallChecker
+from aimespec.runtime.hold import make_result
 
 CFG = AimeConfig()
 
@@ -93,7 +93,7 @@ def test_contract_violation_exception_lists_every_violation():
 
 
 def test_an_unknown_contract_name_is_one_sentence():
-    from aimespec._errors import ContractNotFound
+    from aimespec.core.errors import ContractNotFound
 
     with pytest.raises(ContractNotFound, match=r"^no contract named 'DPGMMPriorr'; known: VQPTTokenizer, "):
         resolve("DPGMMPriorr.forward")

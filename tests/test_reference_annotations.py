@@ -11,8 +11,8 @@ import pytest
 
 import reference_model
 from aimespec import resolve
-from aimespec._contract import all_methods
-from aimespec._spec import parse
+from aimespec.core.contract import all_methods
+from aimespec.core.dims import parse
 
 CHECKED = [
     (cls, name, fn.__aimespec_contract__)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from aimespec import AimeConfig, UsageError
-from aimespec._trace import trace
+from aimespec.commands.trace import trace
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).parent / "golden" / "trace_default.txt"

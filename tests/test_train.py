@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 from aimespec import AimeConfig
 from aimespec.cli import app
 from aimespec.data import EpisodeData
-from aimespec.train import TrainingStopped, train
 from reference_model.losses import TASKS, TERMS
 from reference_model.synthetic import moving_shapes
+from reference_model.train import TrainingStopped, train
 
 runner = CliRunner()
 SMALL = AimeConfig.small()  # input_dim 32, action_dim 6, sequence_length 8, batch_size 4

@@ -1,6 +1,12 @@
-"""The `aimespec` command: a thin typer app over the library's engines, one module a command."""
+"""The `aimespec` command: a thin typer app over the library's engines, one module a command.
+
+Commands that belong to an implementation rather than to the toolkit plug in through the
+`aimespec.commands` entry-point group (the reference model's `train` does: see pyproject.toml),
+so the toolkit never imports a particular model.
+"""
 
 import sys
+from importlib.metadata import entry_points
 
 import typer
 
@@ -9,7 +15,6 @@ from aimespec.cli.collect import collect
 from aimespec.cli.diagnose import diagnose
 from aimespec.cli.spec import spec
 from aimespec.cli.trace import trace
-from aimespec.cli.train import train
 
 app = typer.Typer(
     name="aimespec",
@@ -21,14 +26,22 @@ app = typer.Typer(
 app.command("spec")(spec)
 app.command("collect")(collect)
 app.command("diagnose")(diagnose)
-app.command("train")(train)
 app.command("check")(check)
 app.command("trace")(trace)
 
 
+def _plugin_commands() -> None:
+    """Add each installed `aimespec.commands` entry point (name -> a typer command function)."""
+    for entry in sorted(entry_points(group="aimespec.commands"), key=lambda e: e.name):
+        app.command(entry.name)(entry.load())
+
+
+_plugin_commands()
+
+
 def _version(value: bool) -> None:
     if value:
-        from aimespec import __version__
+        from aimespec.core.version import __version__
 
         typer.echo(f"aimespec {__version__}")
         raise typer.Exit()
@@ -39,7 +52,7 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     """Shape-typed specifications for the AIME world model."""
-    from aimespec._checking import current_mode
+    from aimespec.runtime.checked import current_mode
 
     try:
         current_mode()  # a bad AIMESPEC_CHECK is a usage error for every command, before any work

@@ -1,4 +1,4 @@
-"""`python -m aimespec.cli`."""
+"""`python -m aimespec.cli` (kept for torchrun: `torchrun ... -m aimespec.cli train ...`)."""
 
 from aimespec.cli import main
 

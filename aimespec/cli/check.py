@@ -5,8 +5,8 @@ from typing import Annotated
 
 import typer
 
-from aimespec.cli._options import ConfigOpt, EnvOpt, JsonOpt, SetOpt, VerboseOpt, load_config
-from aimespec.cli._terminal import EXIT_FOUND, EXIT_OK, Terminal
+from aimespec.cli.options import ConfigOpt, EnvOpt, JsonOpt, SetOpt, VerboseOpt, load_config
+from aimespec.cli.terminal import EXIT_FOUND, EXIT_OK, Terminal
 
 
 def check(
@@ -29,7 +29,7 @@ def check(
     verbose: VerboseOpt = False,
 ) -> None:
     """Check every contract the model implements: shapes, dtypes and value invariants, on generated inputs."""
-    from aimespec._check import check as run_check
+    from aimespec.commands.check import check as run_check
 
     term = Terminal(verbose)
     with term.guard():

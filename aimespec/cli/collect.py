@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from aimespec.cli._options import JsonOpt, VerboseOpt
-from aimespec.cli._terminal import Terminal
+from aimespec.cli.options import JsonOpt, VerboseOpt
+from aimespec.cli.terminal import Terminal
 
 
 class PolicyName(StrEnum):

@@ -10,13 +10,13 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from aimespec._config import AimeConfig
-from aimespec._diagnose import Diagnosis
-from aimespec._diagnose import diagnose as run_diagnosis
-from aimespec._documented import documented_errors
-from aimespec._explain import Explanation, explain
-from aimespec.cli._options import ConfigOpt, EnvOpt, JsonOpt, SetOpt, VerboseOpt, load_config
-from aimespec.cli._terminal import EXIT_USAGE, Terminal
+from aimespec.cli.options import ConfigOpt, EnvOpt, JsonOpt, SetOpt, VerboseOpt, load_config
+from aimespec.cli.terminal import EXIT_USAGE, Terminal
+from aimespec.core.config import AimeConfig
+from aimespec.explain.diagnose import Diagnosis
+from aimespec.explain.diagnose import diagnose as run_diagnosis
+from aimespec.explain.documented import documented_errors
+from aimespec.explain.engine import Explanation, explain
 
 USAGE = "give an error number N (1-5), --list, --all or --explain TEXT (see `aimespec diagnose --help`)"
 
@@ -47,7 +47,7 @@ def diagnose(
         term.fail(f"the document has errors 1 to {len(documented_errors())}, not {number}", EXIT_USAGE)
     with term.guard():
         cfg = load_config(config, set_, env)
-    from aimespec import __version__
+    from aimespec.core.version import __version__
 
     if list_:
         _list(term, json_, __version__)

@@ -2,9 +2,9 @@
 
 import typer
 
-from aimespec._spec_report import build_spec
-from aimespec.cli._options import ConfigOpt, EnvOpt, JsonOpt, SetOpt, VerboseOpt, load_config
-from aimespec.cli._terminal import Terminal
+from aimespec.cli.options import ConfigOpt, EnvOpt, JsonOpt, SetOpt, VerboseOpt, load_config
+from aimespec.cli.terminal import Terminal
+from aimespec.commands.spec import build_spec
 
 
 def spec(

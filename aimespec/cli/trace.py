@@ -5,8 +5,8 @@ from typing import Annotated
 
 import typer
 
-from aimespec.cli._options import ConfigOpt, EnvOpt, JsonOpt, SetOpt, VerboseOpt, load_config
-from aimespec.cli._terminal import EXIT_FOUND, EXIT_OK, Terminal
+from aimespec.cli.options import ConfigOpt, EnvOpt, JsonOpt, SetOpt, VerboseOpt, load_config
+from aimespec.cli.terminal import EXIT_FOUND, EXIT_OK, Terminal
 
 
 def trace(
@@ -27,7 +27,7 @@ def trace(
     verbose: VerboseOpt = False,
 ) -> None:
     """Run a forward pass and print every component call in order, with symbolic and concrete shapes."""
-    from aimespec._trace import trace as run_trace
+    from aimespec.commands.trace import trace as run_trace
 
     term = Terminal(verbose)
     with term.guard():

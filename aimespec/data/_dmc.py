@@ -211,7 +211,7 @@ def collect(
                     progress(n, t)
     finally:
         denv.close()
-    from aimespec import __version__
+    from aimespec.core.version import __version__
 
     return EpisodeData(
         observations=obs,

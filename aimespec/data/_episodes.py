@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from jaxtyping import Float32, UInt8
 
-from aimespec._errors import UsageError
+from aimespec.core.errors import UsageError
 
 if TYPE_CHECKING:
-    from aimespec._config import AimeConfig
+    from aimespec.core.config import AimeConfig
 
 FORMAT = "aimespec-episodes/1"
 
@@ -81,7 +81,7 @@ class EpisodeData:
         return int(self.observations.shape[3]), int(self.observations.shape[4])
 
     def metadata(self) -> dict[str, Any]:
-        from aimespec import __version__
+        from aimespec.core.version import __version__
 
         return {
             **self.extra,

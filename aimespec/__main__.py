@@ -1,0 +1,5 @@
+"""`python -m aimespec`: the same command as the `aimespec` console script."""
+
+from aimespec.cli import main
+
+main()

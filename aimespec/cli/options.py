@@ -1,0 +1,37 @@
+"""Options every command shares (`--set`, `--config`, `--env`, `--verbose`) and the config they build."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from aimespec.core.config import AimeConfig, parse_overrides
+from aimespec.core.errors import ConfigError
+
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a config key: KEY=VALUE (repeatable).", metavar="KEY=VALUE")
+]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="A TOML or JSON file of config keys.", metavar="FILE")
+]
+EnvOpt = Annotated[
+    str | None, typer.Option("--env", help="A dm_control task DOMAIN-TASK: binds action_dim to its action_spec().")
+]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks for errors.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
+
+
+def load_config(config: Path | None, sets: list[str] | None, env: str | None) -> AimeConfig:
+    """Defaults, then --config, then --env's action_dim, then each --set."""
+    cfg = AimeConfig.load(config, ())
+    if env:
+        from aimespec.data import action_dim_for
+
+        cfg = cfg.replace(action_dim=action_dim_for(env))
+    if sets:
+        overrides = parse_overrides(sets)
+        if env and "action_dim" in overrides and str(cfg.action_dim) != overrides["action_dim"].strip():
+            raise ConfigError("action_dim", f"--set action_dim={overrides['action_dim']} contradicts --env {env}, "
+                                            f"whose action_spec() has {cfg.action_dim} actions: drop one of them")
+        cfg = AimeConfig.from_mapping({**cfg.to_dict(), **overrides}, source="--set")
+    return cfg

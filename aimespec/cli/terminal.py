@@ -1,0 +1,68 @@
+"""All terminal output goes through here: results to stdout, errors and progress to stderr.
+
+With `--json` stdout holds exactly one JSON document. Colour and rich layout only when
+the stream is a terminal; plain text otherwise.
+"""
+
+import contextlib
+import json
+import sys
+import traceback
+from collections.abc import Iterator
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from aimespec.core.errors import AimespecError
+
+EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
+
+
+class Terminal:
+    def __init__(self, verbose: bool = False) -> None:
+        self.verbose = verbose
+        self.out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200, highlight=False)
+        self.err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
+
+    def show(self, renderable: Any) -> None:
+        self.out.print(renderable)
+
+    def json(self, document: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(document, indent=2, default=_default) + "\n")
+        sys.stdout.flush()
+
+    def text(self, text: str) -> None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+    def warn(self, message: str) -> None:
+        self.err.print(f"[yellow]{message}[/yellow]")
+
+    @contextlib.contextmanager
+    def guard(self) -> Iterator[None]:
+        """Turn aimespec's own errors (bad config, bad input) into one sentence and exit 2."""
+        try:
+            yield
+        except (AimespecError, ValueError, FileNotFoundError) as exc:
+            self.fail(str(exc), EXIT_USAGE, exc)
+
+    @staticmethod
+    def quiet_stdout(json_: bool) -> contextlib.AbstractContextManager[object]:
+        """With --json, what user code prints goes to stderr: stdout holds the one JSON document."""
+        return contextlib.redirect_stdout(sys.stderr) if json_ else contextlib.nullcontext()
+
+    def fail(self, message: str, code: int = EXIT_USAGE, exc: BaseException | None = None) -> NoReturn:
+        """One clear sentence on stderr (the traceback too with --verbose), then exit."""
+        if self.verbose and exc is not None:
+            sys.stderr.write("".join(traceback.format_exception(exc)))
+        sys.stderr.write(f"error: {message}\n")
+        sys.stderr.flush()
+        raise typer.Exit(code)
+
+
+def _default(obj: Any) -> Any:
+    if hasattr(obj, "to_json"):
+        return obj.to_json()
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    return str(obj)

@@ -1,0 +1,394 @@
+"""`aimespec check`: hold every component of a model file (or the reference model) to its contract.
+
+Each component found is built (`from_config(cfg)` or `cls(cfg)`; a raising constructor is
+a finding), and each of its contract's methods is called positionally on inputs drawn
+from the contract, for the config's own (B, T) and `examples` random (B, T) (B != T among
+them); results are checked for shapes, dtypes and value invariants. `build_model(cfg)`'s
+model is run end to end with every component call inside it recorded and held to its
+contract. Exceptions in the user's code are findings, explained in the config's symbols;
+a call that does not return within `timeout` seconds is a finding too, never a hang.
+"""
+
+import inspect
+import random
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aimespec.commands.check_report import CheckReport, ContractResult
+from aimespec.commands.spec import WORLD
+from aimespec.core.config import AimeConfig
+from aimespec.core.contract import MethodContract, methods_of, resolve
+from aimespec.core.dims import dim_names
+from aimespec.core.errors import ContractViolation, UsageError
+from aimespec.core.validate import Violation, exception_violation
+from aimespec.explain.findings import (
+    Finding,
+    documented,
+    exception_where,
+    explain_exception,
+    return_line,
+    shape_documented_error,
+)
+from aimespec.runtime.checked import checking
+from aimespec.runtime.deadline import CallTimeout, Deadline
+from aimespec.runtime.discover import Component, ModelSource, display_path, load_source
+from aimespec.runtime.hold import CallInputs, bound_checker, build, call_method, make_inputs
+from aimespec.runtime.record import CallRecord, Recorder, assign_steps
+
+MAX_B, MAX_T = 16, 32  # range of the random examples' (B, T)
+WORLD_BUDGET = 8  # a whole-model random example runs at most 1/WORLD_BUDGET of the config's frames
+
+
+def example_pairs(cfg: AimeConfig, n: int, seed: int, *, cap: tuple[int, int] | None = None,
+                  budget: int | None = None) -> list[tuple[int, int]]:
+    """The config's own (B, T), then `n` random distinct (B, T) from `random.Random(seed)`, B != T among them.
+
+    Random pairs have B in 1..16 and T in 1..32 (or up to `cap`) and at most `budget` frames
+    B*T (default: the config's own B*T, so the config's call is the most expensive one).
+    """
+    pairs = [(cfg.batch_size, cfg.sequence_length)]
+    max_b, max_t = cap or (MAX_B, MAX_T)
+    budget = max(budget or cfg.batch_size * cfg.sequence_length, 2)
+    rng = random.Random(seed)
+
+    def draw() -> tuple[int, int]:
+        while True:
+            b, t = rng.randint(1, max_b), rng.randint(1, max_t)
+            if b * t <= budget:
+                return b, t
+
+    for _ in range(n):
+        pair = draw()
+        for _retry in range(20):
+            if pair not in pairs:
+                break
+            pair = draw()
+        if pair not in pairs:
+            pairs.append(pair)
+    if len(pairs) > 1 and all(b == t for b, t in pairs):
+        b, t = pairs[-1]
+        pairs[-1] = (b, t - 1) if t > 1 else (b, t + 1) if b * (t + 1) <= budget else (b + 1, t)
+    return pairs
+
+
+def check(path: str | Path | None, cfg: AimeConfig, *, examples: int = 3, seed: int = 0, timeout: float = 20.0,
+          device: str | torch.device = "cpu", meta: bool = True) -> CheckReport:
+    """Check a model file (None: the bundled reference model) against every contract it implements.
+
+    With `meta` (the default) the config's own, full-size (B, T) runs on the meta device when
+    the code allows it (shapes and dtypes at no FLOPs); the random, smaller (B, T) run on real
+    tensors and carry the value invariants.
+    """
+    if isinstance(examples, bool) or not isinstance(examples, int) or examples < 0:
+        raise UsageError(f"--examples must be a non-negative integer, got {examples!r}")
+    if not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, got {timeout!r}")
+    started = time.perf_counter()
+    source = load_source(path)
+    engine = _Engine(source, cfg, examples, seed, float(timeout), device, meta)
+    rows = engine.run()
+    return CheckReport(cfg, source.label, seed, engine.pairs, rows, time.perf_counter() - started)
+
+
+def _free_used(mc: MethodContract) -> tuple[str, ...]:
+    """B and T as far as the contract's inputs use them (a per-frame contract ignores T)."""
+    used = {n for leaf in mc.input_leaves() for d in leaf.dims for n in dim_names(d)}
+    return tuple(s for s in ("B", "T") if s in used)
+
+
+class _Engine:
+    def __init__(self, source: ModelSource, cfg: AimeConfig, examples: int, seed: int, timeout: float,
+                 device: str | torch.device, meta: bool = True) -> None:
+        self.source, self.cfg, self.seed, self.timeout, self.device = source, cfg, seed, timeout, device
+        self.pairs = example_pairs(cfg, examples, seed)
+        frames = cfg.batch_size * cfg.sequence_length
+        self.world_pairs = example_pairs(cfg, examples, seed, cap=(cfg.batch_size, cfg.sequence_length),
+                                         budget=max(frames // WORLD_BUDGET, 2))
+        self.standalone: dict[tuple[type, str], ContractResult] = {}
+        self.meta = meta
+        # value invariants need real numbers: when shapes ran on meta, one small real call (B != T)
+        self.small_pair = (min(2, cfg.batch_size), min(3, cfg.sequence_length))
+
+    def run(self) -> list[ContractResult]:
+        rows: list[ContractResult] = []
+        with checking("off"):  # one checker, this engine (reference components would check themselves too)
+            for comp in self.source.part_components():
+                rows += self._component(comp)
+            covered: set[type] = set()
+            if self.source.build_model is not None:
+                rows += self._world(self.source.build_model, "build_model", covered)
+            for comp in self.source.world_components():
+                if not any(issubclass(t, comp.cls) for t in covered):
+                    rows += self._world(comp.cls, comp.name, covered)
+        return rows
+
+    # --- calling user code -----------------------------------------------------------------
+    def _run(self, fn: Callable[[], Any], recorder: Recorder | None = None) -> Any:
+        """fn() with torch's RNG seeded (restored after) under the time limit, kicked by recorded calls."""
+        deadline = Deadline(self.timeout)
+        if recorder is not None:
+            recorder.progress = deadline.kick
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.default_generator.manual_seed(self.seed)  # CPU only: no lazy CUDA seeding
+                return deadline.run(fn)
+        finally:
+            if recorder is not None:
+                recorder.progress = None
+
+    def _build(self, factory: Callable[[], Any]) -> Any:
+        obj = self._run(factory)
+        if isinstance(obj, torch.nn.Module) and str(self.device) != "cpu":
+            obj = obj.to(self.device)
+        return obj
+
+    @staticmethod
+    def _file_of(obj: Any) -> str | None:
+        try:
+            return display_path(inspect.getsourcefile(obj) or "") or None
+        except (TypeError, OSError):
+            return None
+
+    # --- one class, every method of its contract ------------------------------------------------
+    def _component(self, comp: Component) -> list[ContractResult]:
+        try:
+            obj = self._build(lambda: build(comp.cls, self.cfg))
+        except (Exception, CallTimeout, SystemExit) as exc:  # a finding on each method it would have served
+            rows = []
+            for mc in methods_of(comp.contract):
+                row = ContractResult(mc.name, comp.name, file=self._file_of(comp.cls))
+                row.add(self._raised(mc.name, _build_kind(exc), exc, None, None))
+                rows.append(row)
+            return rows
+        rows: list[ContractResult] = []
+        inner: dict[tuple, ContractResult] = {}
+        with Recorder(self.cfg, self.source.files, check=True).install(obj) as recorder:
+            for mc in methods_of(comp.contract):
+                row = ContractResult(mc.name, comp.name, file=self._file_of(comp.cls))
+                self.standalone[(comp.cls, mc.name)] = row
+                rows.append(row)
+                if not callable(getattr(obj, mc.method, None)):
+                    row.add(Finding(Violation(mc.name, "(method)", "missing", "", None, None,
+                                              f"{mc.name}: {comp.name} has no method {mc.method!r}")))
+                    continue
+                done: set[tuple[int, ...]] = set()
+                used = _free_used(mc)
+                real = []  # the (B, T) that could not run on the meta device
+                for B, T in self.pairs:
+                    same = tuple(v for s, v in (("B", B), ("T", T)) if s in used)
+                    if same in done:  # e.g. a per-frame contract: T changes nothing
+                        continue
+                    done.add(same)
+                    if not self._on_meta(lambda comp=comp: build(comp.cls, self.cfg), mc.method,
+                                         lambda o, r, mc=mc, B=B, T=T, row=row: self._call(
+                                             row, mc, o, comp.cls, B, T, r, inner, device="meta")):
+                        real.append((B, T))
+                if len(real) < len(done):  # shapes ran on meta: value invariants on small real tensors
+                    real.append(self.small_pair)
+                for B, T in dict.fromkeys(real):
+                    if self._call(row, mc, obj, comp.cls, B, T, recorder, inner):
+                        break
+        return rows + list(inner.values())
+
+    def _call(self, row: ContractResult, mc: MethodContract, obj: Any, cls: type, B: int, T: int,
+              recorder: Recorder, inner: dict[tuple, ContractResult], device: str | None = None) -> bool:
+        """One generated call of `mc` on the component `obj`; True when the remaining examples should be skipped."""
+        return self._invoke(row, mc, lambda inputs: call_method(obj, mc, inputs), getattr(cls, mc.method, None),
+                            cls.__name__, B, T, recorder, inner, device)
+
+    def _invoke(self, row: ContractResult, mc: MethodContract, invoke: Callable[[CallInputs], Any], method: Any,
+                label: str, B: int, T: int, recorder: Recorder, inner: dict[tuple, ContractResult],
+                device: str | None) -> bool:
+        """Draw inputs, call, hold the result and every recorded inner call to their contracts.
+
+        True when the remaining examples should be skipped (a timeout). With `device="meta"` an
+        exception raises `_NeedsRealTensors` instead of becoming a finding, and nothing is recorded.
+        """
+        recorder.start_run()
+        inputs = make_inputs(mc, self.cfg, B, T, self.seed, device or self.device)
+        checker = bound_checker(mc, self.cfg, inputs)
+        stop = False
+        try:
+            with recorder.top(mc.name):
+                result = self._run(lambda: invoke(inputs), recorder)
+        except (Exception, CallTimeout, SystemExit) as exc:
+            if device == "meta":
+                raise _NeedsRealTensors from exc
+            row.calls += 1
+            row.note_example(B, T)
+            stop = isinstance(exc, CallTimeout)
+            self._failed(row, mc.name, exc, B, T, recorder, inner, label)
+        else:
+            if device == "meta" and any(c.exception is not None for c in recorder.calls):
+                raise _NeedsRealTensors  # an inner call failed on meta and the user's code caught it
+            row.calls += 1
+            row.note_example(B, T)
+            for v in checker.check_outputs(result):
+                row.add(self._shape_finding(v, B, T, None, return_line(method, v.tensor)))
+        assign_steps(recorder.calls, T)
+        self._collect(recorder.calls, label, B, T, inner)
+        return stop
+
+    # --- the whole model -----------------------------------------------------------------------
+    def _world(self, factory: Any, label: str, covered: set[type]) -> list[ContractResult]:
+        mc = resolve(WORLD)
+        is_class = isinstance(factory, type)
+        row = ContractResult(mc.name, label, checked_in="model", file=self._file_of(factory))
+        try:
+            model = self._build(lambda: build(factory, self.cfg) if is_class else factory(self.cfg))
+        except (Exception, CallTimeout, SystemExit) as exc:
+            row.add(self._raised(mc.name, _build_kind(exc), exc, None, None))
+            return [row]
+        covered.add(type(model))
+        forward = getattr(model, "forward_sequence", None)
+        if not callable(forward):
+            row.add(Finding(Violation(mc.name, "(method)", "missing", "", None, None,
+                                      f"{mc.name}: {label} built a {type(model).__name__} with no forward_sequence")))
+            return [row]
+        inner: dict[tuple, ContractResult] = {}
+        real = [(B, T) for B, T in self.world_pairs  # shapes on meta where the code allows it
+                if not self._on_meta(lambda: build(factory, self.cfg) if is_class else factory(self.cfg),
+                                     "forward_sequence", lambda m, r, B=B, T=T: self._world_call(
+                                         row, mc, m, label, B, T, r, inner, "meta"))]
+        if len(real) < len(self.world_pairs):  # value invariants: on small real tensors
+            real.append(self.small_pair)
+        with Recorder(self.cfg, self.source.files, check=True).install(model) as recorder:
+            for B, T in dict.fromkeys(real):
+                if self._world_call(row, mc, model, label, B, T, recorder, inner):
+                    break
+        return [row, *inner.values()]
+
+    def _world_call(self, row: ContractResult, mc: MethodContract, model: Any, label: str, B: int, T: int,
+                    recorder: Recorder, inner: dict[tuple, ContractResult], device: str | None = None) -> bool:
+        """One generated `forward_sequence`; True when the remaining examples should be skipped."""
+        forward = model.forward_sequence
+        return self._invoke(row, mc, lambda inputs: forward(*inputs.args), forward, label, B, T, recorder, inner,
+                            device)
+
+    def _on_meta(self, make: Callable[[], Any], method: str, call: Callable[[Any, Recorder], Any]) -> bool:
+        """Run `call(obj, recorder)` on an object built on the meta device (shapes only, no FLOPs).
+
+        False when that is impossible: a constructor or a call that needs real data (`.item()`,
+        `nonzero`, `torch.distributions` validation, tensors made without `device=`). That is
+        never a finding: the caller re-runs on real tensors. Findings are recorded only when the
+        whole meta call went through.
+        """
+        if not self.meta or str(self.device) != "cpu":
+            return False
+        try:
+            with torch.device("meta"):
+                obj = self._run(make)
+        except (Exception, CallTimeout, SystemExit):
+            return False
+        if not callable(getattr(obj, method, None)):
+            return False
+        try:
+            with Recorder(self.cfg, self.source.files, check=True).install(obj) as recorder:
+                call(obj, recorder)  # adds findings only once the call went through
+        except _NeedsRealTensors:
+            return False
+        return True
+
+    def _failed(self, row: ContractResult, contract: str, exc: BaseException, B: int, T: int, recorder: Recorder,
+                inner: dict[tuple, ContractResult], parent: str) -> None:
+        """The top-level call raised: its own finding, or a pointer to the component call that raised."""
+        if isinstance(exc, ContractViolation) and not recorder.owns(exc):
+            for v in exc.violations:
+                row.add(self._shape_finding(v, B, T, None, None))
+            return
+        culprit = next((c for c in recorder.calls if c.exception is exc), None)
+        if culprit is None:
+            row.add(self._raised(contract, "timeout" if isinstance(exc, CallTimeout) else "exception", exc, B, T))
+            return
+        assign_steps(recorder.calls, T)
+        first = (self._call_findings(culprit, B, T) or [None])[0]
+        what = "did not return in time" if isinstance(exc, CallTimeout) else f"raised {type(exc).__name__}: {exc}"
+        shown = self._inner_label(parent, culprit)
+        v = Violation(contract, "(call)", "timeout" if isinstance(exc, CallTimeout) else "exception", "", None, None,
+                      f"{contract}: stopped because {culprit.contract.name} in {shown} {what}")
+        v.batch, v.seq_len, v.seed = B, T, self.seed
+        v.where = culprit.caller
+        if first is not None:
+            v.documented_error, v.fix = first.violation.documented_error, first.violation.fix
+        row.add(Finding(v, title=first.title if first else None, repeat_of=f"{culprit.contract.name} ({shown})"))
+
+    # --- recorded calls inside a component or model ------------------------------------------------
+    @staticmethod
+    def _inner_label(parent: str, call: CallRecord) -> str:
+        shown = f"{parent} → {call.owner}"
+        return shown + (f" ({call.cls.__name__})" if call.cls is not object else "")
+
+    def _collect(self, calls: list[CallRecord], parent: str, B: int, T: int,
+                 inner: dict[tuple, ContractResult]) -> None:
+        for call in calls:
+            key = (call.owner, call.cls, call.contract.name)
+            if key not in inner:
+                inner[key] = ContractResult(call.contract.name, self._inner_label(parent, call), checked_in="inside",
+                                            file=self._file_of(call.cls) if call.cls is not object else None)
+            row = inner[key]
+            row.calls += 1
+            row.note_example(B, T)
+            for finding in self._call_findings(call, B, T):
+                alone = self.standalone.get((call.cls, call.contract.name))
+                if alone is not None and any(f.key == finding.key for f in alone.findings):
+                    finding.repeat_of = f"{alone.contract} ({alone.implementation})"
+                row.add(finding)
+
+    def _call_findings(self, call: CallRecord, B: int, T: int) -> list[Finding]:
+        out: list[Finding] = []
+        exc = call.exception
+        for v in call.input_violations:
+            if exc is not None and not isinstance(exc, CallTimeout) and "the call then raised" not in v.message:
+                v.message += f"; the call then raised {type(exc).__name__}: {exc}"
+            out.append(self._shape_finding(v, B, T, call.step, call.caller))
+        for v in call.output_violations:
+            method = getattr(call.cls, call.contract.method, None)
+            out.append(self._shape_finding(v, B, T, call.step, return_line(method, v.tensor)))
+        if exc is not None and (isinstance(exc, CallTimeout) or not call.input_violations):
+            if isinstance(exc, ContractViolation):
+                out += [self._shape_finding(v, B, T, call.step, call.caller) for v in exc.violations]
+            else:
+                kind = "timeout" if isinstance(exc, CallTimeout) else "exception"
+                finding = self._raised(call.contract.name, kind, exc, B, T)
+                finding.step = call.step
+                out.append(finding)
+        return out
+
+    # --- findings -------------------------------------------------------------------------------
+    def _shape_finding(self, v: Violation, B: int, T: int, step: int | None, where: str | None) -> Finding:
+        v.batch, v.seq_len, v.seed = B, T, self.seed
+        v.where = v.where or where
+        if v.documented_error is None:
+            v.documented_error = shape_documented_error(v, self.cfg, B, T)
+        title, fix = documented(v.documented_error)
+        v.fix = v.fix or fix
+        return Finding(v, step=step, title=title)
+
+    def _raised(self, contract: str, kind: str, exc: BaseException, B: int | None, T: int | None) -> Finding:
+        if kind == "timeout":
+            v = Violation(contract, "(call)", "timeout", "", None, None,
+                          f"{contract}: did not return within {self.timeout:g} s")
+            v.batch, v.seq_len, v.seed = B, T, self.seed
+            v.where = exception_where(exc, self.source.files)
+            return Finding(v)
+        v = exception_violation(contract, kind, exc)
+        v.batch, v.seq_len, v.seed = B, T, self.seed
+        v.where = exception_where(exc, self.source.files)
+        explained = explain_exception(f"{type(exc).__name__}: {exc}", self.cfg, B, T)
+        v.documented_error = explained.error
+        title, v.fix = documented(explained.error)
+        text = "".join(traceback.format_exception(exc))
+        return Finding(v, title=title, explanation=explained.reason, numbers=explained.numbers, traceback=text)
+
+
+class _NeedsRealTensors(Exception):
+    """A call could not run on the meta device: re-run it on real tensors."""
+
+
+def _build_kind(exc: BaseException) -> str:
+    return "timeout" if isinstance(exc, CallTimeout) else "constructor"

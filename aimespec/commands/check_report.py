@@ -1,0 +1,176 @@
+"""The result of `aimespec check`: one row per contract checked, rendering itself as JSON or rich."""
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from aimespec.core.config import AimeConfig
+from aimespec.explain.findings import Finding
+
+PASS, FAIL = "✓", "✗"
+
+
+@dataclass
+class ContractResult:
+    """One contract held against one implementation (a class, build_model, or an instance inside one)."""
+
+    contract: str  # "DPGMMPrior.forward" (a bare component name when its constructor raised)
+    implementation: str  # "MyPrior", "build_model", "build_model → prior (MyPrior)"
+    checked_in: str = "standalone"  # "standalone" | "model" | "inside"
+    file: str | None = None  # where the implementation is defined
+    calls: int = 0
+    examples: list[tuple[int, int]] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def add(self, finding: Finding) -> Finding:
+        """Keep the first finding per (contract, tensor, kind); count the rest."""
+        for known in self.findings:
+            if known.key == finding.key:
+                known.occurrences += finding.occurrences
+                return known
+        self.findings.append(finding)
+        return finding
+
+    def note_example(self, B: int, T: int) -> None:
+        if (B, T) not in self.examples:
+            self.examples.append((B, T))
+
+    def to_json(self, *, tracebacks: bool = False) -> dict[str, Any]:
+        return {
+            "contract": self.contract, "implementation": self.implementation, "ok": self.ok,
+            "violations": [f.to_json(tracebacks=tracebacks) for f in self.findings],
+            "checked_in": self.checked_in, "file": self.file, "calls": self.calls,
+            "examples": [list(p) for p in self.examples],
+        }
+
+
+@dataclass(eq=False)
+class CheckReport(Mapping):
+    """Everything `aimespec check` found; `to_json()` is the document `--json` prints.
+
+    It is also a read-only mapping over that document (SPEC: `check(...)` returns "the same
+    report `aimespec check --json` prints"): `report["ok"]`, `report["results"]`, `dict(report)`.
+    """
+
+    cfg: AimeConfig
+    source: str  # "reference_model" or the model file as given
+    seed: int
+    examples: list[tuple[int, int]]
+    results: list[ContractResult]
+    seconds: float = 0.0
+    verbose: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_json()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_json())
+
+    def __len__(self) -> int:
+        return len(self.to_json())
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for r in self.results for f in r.findings]
+
+    def to_json(self, *, tracebacks: bool = False) -> dict[str, Any]:
+        from aimespec.core.version import __version__
+
+        return {
+            "version": __version__, "ok": self.ok, "config": self.cfg.to_dict(), "source": self.source,
+            "seed": self.seed, "examples": [list(p) for p in self.examples], "seconds": round(self.seconds, 3),
+            "results": [r.to_json(tracebacks=tracebacks) for r in self.results],
+        }
+
+    # --- rendering -------------------------------------------------------------------------
+    def reproduce(self) -> str:
+        """The command line that reruns this check (`--set` for every non-default config key)."""
+        parts = ["aimespec check"]
+        if self.source != "reference_model":
+            parts.append(self.source)
+        defaults = AimeConfig()
+        for f in dataclasses.fields(self.cfg):
+            value, default = getattr(self.cfg, f.name), getattr(defaults, f.name)
+            if value != default:
+                shown = ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value).lower() \
+                    if isinstance(value, bool) else str(value)
+                parts.append(f"--set {f.name}={shown}")
+        parts.append(f"--seed {self.seed}")
+        return " ".join(parts)
+
+    def summary(self) -> str:
+        failed = [r for r in self.results if not r.ok]
+        if not failed:
+            return f"{PASS} every contract holds: {len(self.results)} checks in {self.seconds:.1f} s"
+        n = sum(1 for f in self.findings if not f.repeat_of)
+        return (f"{FAIL} {len(failed)} of {len(self.results)} checks failed with {n} finding"
+                f"{'s' if n != 1 else ''} ({self.seconds:.1f} s)")
+
+    def __rich__(self) -> Group:
+        table = Table(title=f"aimespec check {self.source}", title_justify="left")
+        for col in ("Contract", "Implementation", "Checked", "Verdict"):
+            table.add_column(col)
+        for r in self.results:
+            checked = f"{r.calls} call{'s' if r.calls != 1 else ''}"
+            verdict = Text(PASS, style="green") if r.ok else Text(f"{FAIL} {len(r.findings)}", style="bold red")
+            table.add_row(r.contract, r.implementation, checked, verdict)
+        parts: list[Any] = [table]
+        for r in self.results:
+            for f in r.findings:
+                parts.append(self._panel(r, f))
+        parts.append(Text(self.summary(), style="green" if self.ok else "bold red"))
+        return Group(*parts)
+
+    def _panel(self, row: ContractResult, f: Finding) -> Any:
+        v = f.violation
+        title = f"{v.contract}  {v.tensor}  ({row.implementation})"
+        if f.repeat_of:
+            return Text(f"  {FAIL} {row.implementation}: {v.message}  [see {f.repeat_of}]"
+                        + (f" (x{f.occurrences})" if f.occurrences > 1 else ""), style="red")
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold")
+        grid.add_column(overflow="fold")
+
+        def line(label: str, value: str) -> None:
+            grid.add_row(label, Text(value))
+
+        if v.kind in ("exception", "constructor", "timeout", "missing"):
+            line(v.kind, v.message)
+            if f.numbers:
+                line("numbers", "; ".join(f"{n} = {reading}" for n, reading in f.numbers.items()))
+            if f.explanation:
+                line("why", f.explanation)
+        else:
+            line("tensor", v.tensor)
+            concrete = "[" + ", ".join("?" if s in (None, -1) else str(s) for s in (v.expected_shape or [])) + "]"
+            line("expected", f"{v.expected} = {concrete}" if v.expected_shape else v.expected or "-")
+            line("got", "[" + ", ".join(str(s) for s in v.got) + "]" if v.got is not None else "-")
+            line("problem", v.message)
+        if v.documented_error is not None:
+            line("documented", f"error {v.documented_error}: {f.title or ''}".rstrip(": "))
+        if v.fix:
+            line("fix", v.fix)
+        if v.where:
+            line("where", v.where)
+        if v.batch is not None:
+            example = f"B={v.batch}, T={v.seq_len}" + (f", step {f.step}" if f.step is not None else "")
+            line("reproduce", f"{self.reproduce()}   ({example})")
+        if f.occurrences > 1:
+            line("seen", f"{f.occurrences} times (examples and steps)")
+        if self.verbose and f.traceback:
+            line("traceback", f.traceback.rstrip())
+        return Panel(grid, title=Text(f"{FAIL} {title}"), title_align="left", border_style="red")

@@ -1,0 +1,172 @@
+"""Value invariants: the seed's Shape Validation Checklist as checks on real tensors.
+
+Each invariant names the tensor it holds for (its path in the contract), checks it and
+says in one phrase what is wrong, describes itself for `aimespec spec`, and tells the
+input generator how to draw a valid tensor. Meta tensors carry no values: skipped.
+"""
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from aimespec.core.dims import evaluate
+
+
+@dataclass(frozen=True)
+class Invariant:
+    path: str
+
+    def violation(self, value: torch.Tensor, dims: Sequence[str], values: dict[str, int]) -> str | None:
+        """A phrase saying what is wrong (completing "`path` ..."), or None when it holds."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def draw(self, shape: tuple[int, ...], dims: Sequence[str], values: dict[str, int], g: torch.Generator):
+        """A tensor of `shape` that satisfies this invariant (None: the default draw does)."""
+        return None
+
+
+def _axes(over: tuple[str | int, ...], dims: Sequence[str]) -> tuple[int, ...]:
+    return tuple(dims.index(o) if isinstance(o, str) else o % len(dims) for o in over)
+
+
+@dataclass(frozen=True)
+class Simplex(Invariant):
+    """Non-negative and summing to one over the named axes."""
+
+    over: tuple[str | int, ...] = (-1,)
+    atol: float = 1e-3
+
+    def _over_text(self) -> str:
+        return " x ".join(str(o) for o in self.over)
+
+    def violation(self, value, dims, values):
+        axes = _axes(self.over, dims)
+        v = value.detach().float()
+        if not torch.isfinite(v).all():
+            return "holds NaN or Inf"
+        low = v.min().item()
+        if low < -self.atol:
+            return f"must be non-negative (a probability), but its minimum is {low:.4g}"
+        err = (v.sum(dim=axes) - 1).abs().max().item()
+        if err > self.atol:
+            return f"must sum to 1 over {self._over_text()}, but the largest |sum - 1| is {err:.4g}"
+        return None
+
+    def describe(self) -> str:
+        return f"{self.path} sums to 1 over {self._over_text()}"
+
+    def draw(self, shape, dims, values, g):
+        axes = _axes(self.over, dims)
+        logits = torch.randn(shape, generator=g)
+        flat = logits.movedim(axes, tuple(range(-len(axes), 0)))
+        lead = flat.shape[: flat.dim() - len(axes)]
+        probs = torch.softmax(flat.reshape(*lead, -1), dim=-1).reshape(flat.shape)
+        return probs.movedim(tuple(range(-len(axes), 0)), axes).contiguous()
+
+
+@dataclass(frozen=True)
+class InRange(Invariant):
+    """Every element in [low, high] (open ends where asked)."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+    atol: float = 0.0  # rounding slack on closed ends (perplexity of one code is exp(0) ~ 1)
+
+    def _interval(self) -> str:
+        lo = "(" if self.low_open else "["
+        hi = ")" if self.high_open else "]"
+        return f"{lo}{_num(self.low)}, {_num(self.high)}{hi}"
+
+    def violation(self, value, dims, values):
+        v = value.detach()
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            return "holds NaN or Inf"
+        if v.numel() == 0:
+            return None
+        lo, hi = (x.item() for x in torch.aminmax(v))  # one pass (and one host sync each on a GPU)
+        bad_low = lo <= self.low if self.low_open else lo < self.low - self.atol
+        bad_high = hi >= self.high if self.high_open else hi > self.high + self.atol
+        if bad_low or bad_high:
+            return f"must lie in {self._interval()}, but spans [{lo:.4g}, {hi:.4g}]"
+        return None
+
+    def describe(self) -> str:
+        return f"{self.path} in {self._interval()}"
+
+    def draw(self, shape, dims, values, g):
+        lo = self.low if math.isfinite(self.low) else -1.0
+        hi = self.high if math.isfinite(self.high) else lo + 2.0
+        return lo + (hi - lo) * (0.05 + 0.9 * torch.rand(shape, generator=g))
+
+
+def Positive(path: str) -> InRange:
+    return InRange(path, 0.0, math.inf, low_open=True)
+
+
+@dataclass(frozen=True)
+class IntRange(Invariant):
+    """Integers in [low, high]; bounds may be dim expressions (`num_codes-1`)."""
+
+    low: str = "0"
+    high: str = "0"
+
+    def violation(self, value, dims, values):
+        if value.is_floating_point():
+            return None  # the dtype check already reported it
+        lo, hi = evaluate(self.low, values), evaluate(self.high, values)
+        if value.numel() == 0 or lo is None or hi is None:
+            return None
+        vmin, vmax = value.min().item(), value.max().item()
+        if vmin < lo or vmax > hi:
+            return f"must hold indices in [{self.low}, {self.high}] = [{lo}, {hi}], but spans [{vmin}, {vmax}]"
+        return None
+
+    def describe(self) -> str:
+        return f"{self.path} integers in [{self.low}, {self.high}]"
+
+    def draw(self, shape, dims, values, g):
+        lo, hi = evaluate(self.low, values), evaluate(self.high, values)
+        return torch.randint(lo or 0, (hi or 0) + 1, shape, generator=g)
+
+
+@dataclass(frozen=True)
+class FiniteLoss(Invariant):
+    """A finite scalar; `nonnegative` for reconstruction and KL terms."""
+
+    nonnegative: bool = False
+    atol: float = 1e-5
+
+    def violation(self, value, dims, values):
+        v = value.detach()
+        if not torch.isfinite(v).all():
+            return f"must be finite, but is {v.float().flatten()[:4].tolist()}"
+        if self.nonnegative and v.numel() and v.min().item() < -self.atol:
+            return f"must be >= 0, but is {v.min().item():.4g}"
+        return None
+
+    def describe(self) -> str:
+        return f"{self.path} finite" + (" and >= 0" if self.nonnegative else "")
+
+    def draw(self, shape, dims, values, g):
+        x = torch.randn(shape, generator=g)
+        return x.abs() if self.nonnegative else x
+
+
+def _num(x: float) -> str:
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return f"{x:g}"
+
+
+def check_value(inv: Invariant, value: object, dims: Sequence[str], values: dict[str, int]) -> str | None:
+    """Apply an invariant to a value when it is a real tensor (meta tensors carry no values)."""
+    if not isinstance(value, torch.Tensor) or value.device.type == "meta":
+        return None
+    return inv.violation(value, dims, values)

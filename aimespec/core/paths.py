@@ -1,0 +1,19 @@
+"""How a path is shown to the user: one rule for every message, table and annotation."""
+
+import functools
+import os
+from pathlib import Path
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """A path relative to the working directory when it lies below it, else absolute."""
+    return _display(os.fspath(path), os.getcwd())
+
+
+@functools.lru_cache(maxsize=512)
+def _display(path: str, cwd: str) -> str:
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path(cwd).resolve()))
+    except ValueError:
+        return str(p)

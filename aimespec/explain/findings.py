@@ -1,0 +1,201 @@
+"""Findings: a violation plus what a user needs to act on it (where, which documented error, the fix).
+
+`documented_error` names one of the seed's five errors when a finding is that error in
+substance (SPEC), decided from the contract's *symbols*, never from default numbers:
+1 = a B*T-flattened tensor where [B, ...] was expected (or the reverse), 2 = an attention
+map not at the resolution of what it modulates, 3 = the token time axis left at T_enc,
+4 = the prior's input width (hidden_dim vs hidden_dim + context_dim), 5 = a spatial map
+where flattened [B, N, attention_dim] features were expected. Exceptions raised inside
+the user's code are explained by `aimespec.explain.engine` (their numbers read in the config's
+dimension algebra).
+"""
+
+import ast
+import inspect
+import os
+import textwrap
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from aimespec.core.config import AimeConfig
+from aimespec.core.symbols import symbol_values
+from aimespec.core.validate import Violation
+
+# An explanation's best match counts as the finding's documented error from this score on.
+MIN_EXPLAIN_SCORE = 0.5
+
+
+@dataclass
+class Finding:
+    """One violation as reported: deduplicated across examples and steps (`occurrences`)."""
+
+    violation: Violation
+    step: int | None = None
+    occurrences: int = 1
+    title: str | None = None  # the documented error's title
+    explanation: str | None = None  # why an exception is its documented error, in symbols
+    numbers: dict[str, str] | None = None  # an exception message's numbers read in the config's symbols
+    traceback: str | None = None
+    repeat_of: str | None = None  # the row already reporting it (in-model repeat of a standalone finding)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        v = self.violation
+        return v.contract, v.tensor, v.kind
+
+    def to_json(self, *, tracebacks: bool = False) -> dict[str, Any]:
+        v = self.violation
+        out = {
+            "tensor": v.tensor, "expected": v.expected,
+            "expected_shape": v.expected_shape or [],  # SPEC: [int]; [] when no tensor was expected (kind says why)
+            "got": v.got,
+            "message": v.message, "documented_error": v.documented_error, "title": self.title, "fix": v.fix,
+            "kind": v.kind, "where": v.where, "batch": v.batch, "seq_len": v.seq_len, "seed": v.seed,
+            "step": self.step, "occurrences": self.occurrences, "contract": v.contract, "bindings": v.bindings,
+        }
+        if self.explanation:
+            out["explanation"] = self.explanation
+        if self.numbers:
+            out["numbers"] = self.numbers
+        if self.repeat_of:
+            out["repeat_of"] = self.repeat_of
+        if tracebacks and self.traceback:
+            out["traceback"] = self.traceback
+        return out
+
+
+# --- documented errors from shapes ------------------------------------------------------------
+def shape_documented_error(v: Violation, cfg: AimeConfig, B: int | None, T: int | None) -> int | None:
+    """Which documented error a shape/rank violation is, read from its symbolic dims."""
+    if v.kind not in ("shape", "rank") or v.got is None or not v.expected.startswith("["):
+        return None
+    dims = [d.strip() for d in v.expected.strip("[]").split(",") if d.strip()]
+    values = symbol_values(cfg, B, T)
+    values.update({k: int(x) for k, x in v.bindings.items()})
+    if B is not None:
+        values["B"] = v.bindings.get("B", B)
+    if T is not None:
+        values["T"] = T
+        values["T_enc"] = cfg.encoded_length(T)
+    got = list(v.got)
+    exp = list(v.expected_shape or [])
+    Bv, Tv = values["B"], values["T"]
+    same_rank = len(got) == len(dims)
+    # 5: flattened [.., N, attention_dim] features expected, a spatial map came
+    if "N" in dims and len(got) == len(dims) + 1:
+        return 5
+    # 1: B*T rows where B was expected; [B*T, ...] where [B, T, ...]; or the unsliced [B, T, ...]
+    if Tv > 1:
+        for i, d in enumerate(dims):
+            if d == "B" and same_rank and got[i] == Bv * Tv and got[i] != Bv:
+                return 1
+        if dims[:2] == ["B", "T"] and len(got) == len(dims) - 1 and got[0] == Bv * Tv:
+            return 1
+        if dims and dims[0] == "B" and len(got) == len(dims) + 1 and got[:2] == [Bv, Tv] and got[2:] == exp[1:]:
+            return 1
+    # 3: a time axis T that came back at the tokenizer's encoded length T_enc
+    if same_rank and "T" in dims and values["T_enc"] != Tv and got[dims.index("T")] == values["T_enc"]:
+        return 3
+    # 4: hidden_dim where hidden_dim + context_dim was expected, or the reverse
+    hidden, both = values["hidden_dim"], values["hidden_dim"] + values["context_dim"]
+    if same_rank:
+        for d, g in zip(dims, got, strict=True):
+            if d == "hidden_dim+context_dim" and g == hidden and g != both:
+                return 4
+            if d == "hidden_dim" and g == both and g != hidden:
+                return 4
+    # 2: an attention-resolution axis at another size, or an image at the attention resolution
+    if same_rank:
+        att = values["H_att"]
+        for i, d in enumerate(dims):
+            if d in ("H_att", "W_att") and got[i] != att:
+                return 2
+        if dims[-2:] == ["H", "W"] and got[-2:] == [att, att] and att != values["H"]:
+            return 2
+    return None
+
+
+# --- exceptions -------------------------------------------------------------------------------
+@dataclass
+class Explained:
+    """What `aimespec.explain.engine` made of an exception message."""
+
+    error: int | None = None  # the documented error, when the best match scores enough
+    reason: str | None = None  # the evidence for it, in symbols
+    numbers: dict[str, str] | None = None  # each number of the message -> its best reading
+
+
+def explain_exception(text: str, cfg: AimeConfig, B: int | None, T: int | None) -> Explained:
+    """The documented error and the numbers' readings for a PyTorch error message."""
+    try:  # the explainer must never turn a finding into a crash
+        from aimespec.explain.engine import explain
+
+        result = explain(text, cfg, batch=B, seq_len=T)
+    except Exception as exc:  # say so: a silent empty explanation would hide a bug of ours
+        return Explained(reason=f"aimespec's explainer failed on this message ({type(exc).__name__}: {exc})")
+    matches = list(getattr(result, "matches", []) or [])
+    best = matches[0] if matches else None
+    good = best is not None and best.score >= MIN_EXPLAIN_SCORE
+    numbers = {n: d[0] for n, d in (getattr(result, "numbers", None) or {}).items() if d}
+    return Explained(best.error if good else None, getattr(best, "reason", None) if good else None, numbers or None)
+
+
+def exception_where(exc: BaseException, files: frozenset[str]) -> str | None:
+    """file:line of the deepest traceback frame inside the user's files."""
+    from aimespec.core.paths import display_path
+
+    last = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if os.path.realpath(frame.filename) in files:
+            last = f"{display_path(frame.filename)}:{frame.lineno}"
+    return last
+
+
+def return_line(fn: Any, tensor: str | None = None) -> str | None:
+    """file:line of the `return` statement of `fn` (the one naming `tensor` if several)."""
+    from aimespec.core.paths import display_path
+
+    try:
+        fn = inspect.unwrap(fn)
+        fn = getattr(fn, "__func__", fn)
+        lines, start = inspect.getsourcelines(fn)
+        filename = inspect.getsourcefile(fn)
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+    except (OSError, TypeError, SyntaxError):
+        return None
+    if filename is None or not tree.body or not isinstance(tree.body[0], (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return None
+    returns = [n for n in _own_nodes(tree.body[0]) if isinstance(n, ast.Return) and n.value is not None]
+    if not returns:
+        return None
+    chosen = returns[-1]
+    if tensor and len(returns) > 1:
+        named = [r for r in returns if tensor in ast.unparse(r.value)]
+        chosen = named[-1] if named else chosen
+    return f"{display_path(filename)}:{start + chosen.lineno - 1}"
+
+
+def _own_nodes(fdef: ast.AST) -> list[ast.AST]:
+    """Nodes of a function body, not descending into nested functions, lambdas or classes."""
+    out: list[ast.AST] = []
+    todo = list(ast.iter_child_nodes(fdef))
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            todo.extend(ast.iter_child_nodes(node))
+    return sorted(out, key=lambda n: getattr(n, "lineno", 0))
+
+
+def documented(number: int | None) -> tuple[str | None, str | None]:
+    """(title, fix) of documented error `number`."""
+    if number is None:
+        return None, None
+    try:
+        from aimespec.explain.documented import documented_error
+    except ImportError:
+        return None, None
+    record = documented_error(number)
+    return record.title, record.fix
+
