@@ -6,7 +6,9 @@ from typing import Annotated
 import typer
 
 from aimespec.cli.options import ConfigOpt, EnvOpt, JsonOpt, SetOpt, VerboseOpt, load_config
-from aimespec.cli.terminal import EXIT_FOUND, EXIT_OK, Terminal
+from aimespec.cli.terminal import EXIT_FOUND, EXIT_OK, EXIT_USAGE, Terminal
+
+FORMATS = ("text", "json", "github")
 
 
 def check(
@@ -22,6 +24,9 @@ def check(
                                        help="Check the config's full-size (B, T) on the meta device where the code "
                                             "allows it (no FLOPs); --no-meta runs every example on real tensors.")
                     ] = True,
+    format_: Annotated[str, typer.Option(
+        "--format", metavar="FORMAT", help="text (default), json (= --json) or github: one GitHub Actions "
+                                           "::error annotation per finding, nothing else on stdout.")] = "text",
     json_: JsonOpt = False,
     set_: SetOpt = None,
     config: ConfigOpt = None,
@@ -32,13 +37,20 @@ def check(
     from aimespec.commands.check import check as run_check
 
     term = Terminal(verbose)
+    if format_ not in FORMATS:
+        term.fail(f"--format must be one of {', '.join(FORMATS)}, not {format_!r}", EXIT_USAGE)
+    if json_ and format_ == "github":
+        term.fail("choose one of --json and --format github", EXIT_USAGE)
+    fmt = "json" if json_ else format_
     with term.guard():
         cfg = load_config(config, set_, env)
-        with term.quiet_stdout(json_):  # the model's own prints must not break the JSON document
+        with term.quiet_stdout(fmt != "text"):  # the model's own prints must not break the JSON document
             report = run_check(path, cfg, examples=examples, seed=seed, timeout=timeout, meta=meta)
     report.verbose = verbose
-    if json_:
+    if fmt == "json":
         term.json(report.to_json(tracebacks=verbose))
+    elif fmt == "github":
+        term.text(report.github())
     else:
         term.show(report)
     raise typer.Exit(EXIT_OK if report.ok else EXIT_FOUND)

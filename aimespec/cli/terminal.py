@@ -6,6 +6,7 @@ the stream is a terminal; plain text otherwise.
 
 import contextlib
 import json
+import os
 import sys
 import traceback
 from collections.abc import Iterator
@@ -17,13 +18,14 @@ from rich.console import Console
 from aimespec.core.errors import AimespecError
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
+PIPE_WIDTH = 100  # columns when the stream is not a terminal (a CI log, a file, a pipe)
 
 
 class Terminal:
     def __init__(self, verbose: bool = False) -> None:
         self.verbose = verbose
-        self.out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200, highlight=False)
-        self.err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
+        self.out = Console(soft_wrap=False, width=_width(sys.stdout), highlight=False)
+        self.err = Console(stderr=True, highlight=False, width=_width(sys.stderr))
 
     def show(self, renderable: Any) -> None:
         self.out.print(renderable)
@@ -33,7 +35,9 @@ class Terminal:
         sys.stdout.flush()
 
     def text(self, text: str) -> None:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        if text:
+            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        sys.stdout.flush()
 
     def warn(self, message: str) -> None:
         self.err.print(f"[yellow]{message}[/yellow]")
@@ -58,6 +62,11 @@ class Terminal:
         sys.stderr.write(f"error: {message}\n")
         sys.stderr.flush()
         raise typer.Exit(code)
+
+
+def _width(stream: Any) -> int | None:
+    """The terminal's own width; COLUMNS when set; else PIPE_WIDTH (rich would pick 80)."""
+    return None if stream.isatty() or os.environ.get("COLUMNS", "").isdigit() else PIPE_WIDTH
 
 
 def _default(obj: Any) -> Any:

@@ -114,21 +114,32 @@ class CheckReport(Mapping):
 
     def summary(self) -> str:
         failed = [r for r in self.results if not r.ok]
+        checks = plural(len(self.results), "check")
         if not failed:
-            return f"{PASS} every contract holds: {len(self.results)} checks in {self.seconds:.1f} s"
+            return f"{PASS} every contract holds: {checks} in {self.seconds:.1f} s"
         n = sum(1 for f in self.findings if not f.repeat_of)
-        return (f"{FAIL} {len(failed)} of {len(self.results)} checks failed with {n} finding"
-                f"{'s' if n != 1 else ''} ({self.seconds:.1f} s)")
+        return (f"{FAIL} {len(failed)} of {checks} failed with {plural(n, 'finding')} "
+                f"({self.seconds:.1f} s)")
+
+    def github(self) -> str:
+        """One GitHub Actions `::error` workflow command per finding (SPEC: `check --format github`)."""
+        lines = []
+        for r in self.results:
+            for f in r.findings:
+                if not f.repeat_of:
+                    lines.append(github_annotation(r, f))
+        return "".join(line + "\n" for line in lines)
 
     def __rich__(self) -> Group:
-        table = Table(title=f"aimespec check {self.source}", title_justify="left")
+        # the header stands alone, never wrapped: a path is not broken mid-name
+        header = Text(f"aimespec check {self.source}", style="bold", no_wrap=True, overflow="ignore")
+        table = Table(title_justify="left")
         for col in ("Contract", "Implementation", "Checked", "Verdict"):
             table.add_column(col)
         for r in self.results:
-            checked = f"{r.calls} call{'s' if r.calls != 1 else ''}"
             verdict = Text(PASS, style="green") if r.ok else Text(f"{FAIL} {len(r.findings)}", style="bold red")
-            table.add_row(r.contract, r.implementation, checked, verdict)
-        parts: list[Any] = [table]
+            table.add_row(r.contract, r.implementation, plural(r.calls, "call"), verdict)
+        parts: list[Any] = [header, table]
         for r in self.results:
             for f in r.findings:
                 parts.append(self._panel(r, f))
@@ -145,8 +156,9 @@ class CheckReport(Mapping):
         grid.add_column(style="bold")
         grid.add_column(overflow="fold")
 
-        def line(label: str, value: str) -> None:
-            grid.add_row(label, Text(value))
+        def line(label: str, value: str | None) -> None:
+            if value and value.strip() not in ("", "-", "[]"):  # no filler rows
+                grid.add_row(label, Text(value))
 
         if v.kind in ("exception", "constructor", "timeout", "missing"):
             line(v.kind, v.message)
@@ -157,8 +169,8 @@ class CheckReport(Mapping):
         else:
             line("tensor", v.tensor)
             concrete = "[" + ", ".join("?" if s in (None, -1) else str(s) for s in (v.expected_shape or [])) + "]"
-            line("expected", f"{v.expected} = {concrete}" if v.expected_shape else v.expected or "-")
-            line("got", "[" + ", ".join(str(s) for s in v.got) + "]" if v.got is not None else "-")
+            line("expected", f"{v.expected} = {concrete}" if v.expected_shape else v.expected)
+            line("got", "[" + ", ".join(str(s) for s in v.got) + "]" if v.got is not None else None)
             line("problem", v.message)
         if v.documented_error is not None:
             line("documented", f"error {v.documented_error}: {f.title or ''}".rstrip(": "))
@@ -170,7 +182,51 @@ class CheckReport(Mapping):
             example = f"B={v.batch}, T={v.seq_len}" + (f", step {f.step}" if f.step is not None else "")
             line("reproduce", f"{self.reproduce()}   ({example})")
         if f.occurrences > 1:
-            line("seen", f"{f.occurrences} times (examples and steps)")
+            line("seen", f"{plural(f.occurrences, 'time')} (examples and steps)")
         if self.verbose and f.traceback:
             line("traceback", f.traceback.rstrip())
         return Panel(grid, title=Text(f"{FAIL} {title}"), title_align="left", border_style="red")
+
+
+def plural(n: int, noun: str) -> str:
+    """`1 check`, `3 checks`."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def github_annotation(row: ContractResult, f: Finding) -> str:
+    """`::error file=PATH,line=N,title=CONTRACT::MESSAGE` for one finding (workflow-command escaped)."""
+    v = f.violation
+    path, line = _split_where(v.where)
+    path = path or row.file
+    props = [f"file={_escape_property(path)}"] if path else []
+    if path and line is not None:
+        props.append(f"line={line}")
+    props.append(f"title={_escape_property(v.contract)}")
+    message = [v.message]
+    if v.documented_error is not None:
+        message.append(f"documented error {v.documented_error}: {f.title or ''}".rstrip(": "))
+    if f.explanation:
+        message.append(f"why: {f.explanation}")
+    if v.fix:
+        message.append(f"fix: {v.fix}")
+    if v.batch is not None:
+        message.append(f"reproduce with B={v.batch}, T={v.seq_len}, --seed {v.seed}")
+    return f"::error {','.join(props)}::{_escape_data(chr(10).join(message))}"
+
+
+def _split_where(where: str | None) -> tuple[str | None, int | None]:
+    """`model.py:12` -> ("model.py", 12); a path alone -> (path, None)."""
+    if not where:
+        return None, None
+    path, sep, line = where.rpartition(":")
+    if sep and line.isdigit():
+        return path, int(line)
+    return where, None
