@@ -8,6 +8,7 @@ gives the number.
 from dataclasses import dataclass
 
 from aimespec.core.config import AimeConfig
+from aimespec.core.symbols import Kind, in_written_order
 
 
 # --- the number algebra: sums and products of up to three symbols or derived sizes ------------------
@@ -23,24 +24,23 @@ class _Atom:
     grouped: bool = False  # needs parentheses inside a product ("(K-1)")
 
 
-# (symbol, kind, cost): every symbol of `aimespec.core.symbols`, in the order products are written
-_BASE: tuple[tuple[str, str, float], ...] = (
-    ("B", "batch", 0), ("T", "time", 0), ("T_enc", "time", 0.1), ("K", "count", 0), ("K_slots", "count", 0.1),
-    ("num_latents", "count", 0.3), ("num_codes", "count", 0.3), ("num_layers", "count", 0.3), ("C", "width", 0.2),
-    ("attention_dim", "width", 0.1), ("hidden_dim", "width", 0), ("D", "width", 0), ("context_dim", "width", 0),
-    ("A", "width", 0), ("code_dim", "width", 0.3), ("H", "spatial", 0), ("W", "spatial", 0.05),
-    ("H_att", "spatial", 0), ("W_att", "spatial", 0.05), ("N", "spatial", 0.1), ("H_t", "spatial", 0),
-    ("W_t", "spatial", 0.05),
-)
-_USES = {"N": frozenset({"H_att", "W_att"})}
+# How the algebra reads each kind of the symbol table: image channels as a width, a code book as a count.
+_READ_AS: dict[Kind, str] = {Kind.CHANNEL: "width", Kind.CODEBOOK: "count"}
+
+
+def read_kind(kind: Kind) -> str:
+    """The algebra's kind of a symbol kind: batch | time | width | spatial | count."""
+    return _READ_AS.get(kind, kind.value)
+
+
 # sums read in the seed's order: hidden_dim + context_dim, D + context_dim + A
 _SUM_ORDER = {"hidden_dim": 0, "D": 1, "context_dim": 2, "A": 3}
 _ROLE_KINDS = {"features": {"width"}, "out": {"width", "count"}, "spatial": {"spatial"}, "time": {"time"}}
 
 
 def _atoms(cfg: AimeConfig, v: dict[str, int]) -> list[_Atom]:
-    atoms = [_Atom(n, v[n], kind, cost, str(v[n]), _USES.get(n, frozenset({n})), i)
-             for i, (n, kind, cost) in enumerate(_BASE) if v.get(n, 0) >= 1]
+    atoms = [_Atom(s.name, v[s.name], read_kind(s.kind), s.rarity, str(v[s.name]), frozenset(s.factors), s.written)
+             for s in in_written_order() if v.get(s.name, 0) >= 1]
     order = {a.name: a.order for a in atoms}
     K, D, Ht, H = v["K"], v["D"], v["H_t"], v["H"]
     atoms += [

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from aimespec.explain.algebra import _BASE, Algebra
+from aimespec.core.symbols import kind_of
+from aimespec.explain.algebra import Algebra, read_kind
 
 
 # --- evidence: what a message says about which sizes should have agreed ----------------------------
@@ -130,7 +131,7 @@ def _role_of(dim: str) -> str:
         return "batch"
     if names & {"T", "T_enc"}:
         return "time"
-    kinds = {k for n, k, _ in _BASE if n in names}
+    kinds = {read_kind(k) for n in names if (k := kind_of(n)) is not None}
     return "features" if kinds == {"width"} else "spatial" if kinds == {"spatial"} else "any"
 
 
