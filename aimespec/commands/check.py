@@ -31,8 +31,10 @@ from aimespec.explain.findings import (
     documented,
     exception_where,
     explain_exception,
+    producing_line,
     return_line,
     shape_documented_error,
+    value_advice,
 )
 from aimespec.runtime.checked import checking
 from aimespec.runtime.deadline import CallTimeout, Deadline
@@ -229,7 +231,7 @@ class _Engine:
             row.calls += 1
             row.note_example(B, T)
             for v in checker.check_outputs(result):
-                row.add(self._shape_finding(v, B, T, None, return_line(method, v.tensor)))
+                row.add(self._shape_finding(v, B, T, None, _output_where(method, mc, v)))
         assign_steps(recorder.calls, T)
         self._collect(recorder.calls, label, B, T, inner)
         return stop
@@ -348,7 +350,7 @@ class _Engine:
             out.append(self._shape_finding(v, B, T, call.step, call.caller))
         for v in call.output_violations:
             method = getattr(call.cls, call.contract.method, None)
-            out.append(self._shape_finding(v, B, T, call.step, return_line(method, v.tensor)))
+            out.append(self._shape_finding(v, B, T, call.step, _output_where(method, call.contract, v)))
         if exc is not None and (isinstance(exc, CallTimeout) or not call.input_violations):
             if isinstance(exc, ContractViolation):
                 out += [self._shape_finding(v, B, T, call.step, call.caller) for v in exc.violations]
@@ -367,7 +369,10 @@ class _Engine:
             v.documented_error = shape_documented_error(v, self.cfg, B, T)
         title, fix = documented(v.documented_error)
         v.fix = v.fix or fix
-        return Finding(v, step=step, title=title)
+        why = None
+        if v.kind == "value" and (advice := value_advice(v)) is not None:
+            why, v.fix = advice.why, v.fix or advice.fix
+        return Finding(v, step=step, title=title, explanation=why)
 
     def _raised(self, contract: str, kind: str, exc: BaseException, B: int | None, T: int | None) -> Finding:
         if kind == "timeout":
@@ -384,6 +389,22 @@ class _Engine:
         title, v.fix = documented(explained.error)
         text = "".join(traceback.format_exception(exc))
         return Finding(v, title=title, explanation=explained.reason, numbers=explained.numbers, traceback=text)
+
+
+def _output_where(method: Any, mc: MethodContract, v: Violation) -> str | None:
+    """A value finding points at the line that computed the tensor; a shape finding at the return line."""
+    if v.kind == "value":
+        return producing_line(method, v.tensor, _position(mc, v.tensor))
+    return return_line(method, v.tensor)
+
+
+def _position(mc: MethodContract, tensor: str) -> int | None:
+    """The index of `tensor` in a tuple return (`(attention_probs_2d, regularized_coords)`)."""
+    items = getattr(mc.returns, "items", None)
+    if not items:
+        return None
+    paths = [getattr(i, "path", None) for i in items]
+    return paths.index(tensor) if tensor in paths else None
 
 
 class _NeedsRealTensors(Exception):

@@ -172,6 +172,7 @@ class CheckReport(Mapping):
             line("expected", f"{v.expected} = {concrete}" if v.expected_shape else v.expected)
             line("got", "[" + ", ".join(str(s) for s in v.got) + "]" if v.got is not None else None)
             line("problem", v.message)
+            line("why", f.explanation)
         if v.documented_error is not None:
             line("documented", f"error {v.documented_error}: {f.title or ''}".rstrip(": "))
         if v.fix:

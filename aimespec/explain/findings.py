@@ -21,6 +21,7 @@ from typing import Any
 from aimespec.core.config import AimeConfig
 from aimespec.core.symbols import symbol_values
 from aimespec.core.validate import Violation
+from aimespec.explain.values import Advice
 
 # An explanation's best match counts as the finding's documented error from this score on.
 MIN_EXPLAIN_SCORE = 0.5
@@ -116,6 +117,16 @@ def shape_documented_error(v: Violation, cfg: AimeConfig, B: int | None, T: int 
     return None
 
 
+# --- value findings ---------------------------------------------------------------------------
+def value_advice(v: Violation) -> "Advice | None":
+    """Why a value invariant matters and how to fix it, read from the violation's problem phrase."""
+    from aimespec.explain.values import advise
+
+    prefix = f"{v.contract}: {v.tensor} "
+    problem = v.message[len(prefix):] if v.message.startswith(prefix) else v.message
+    return advise(v.tensor, problem)
+
+
 # --- exceptions -------------------------------------------------------------------------------
 @dataclass
 class Explained:
@@ -154,6 +165,75 @@ def exception_where(exc: BaseException, files: frozenset[str]) -> str | None:
 
 def return_line(fn: Any, tensor: str | None = None) -> str | None:
     """file:line of the `return` statement of `fn` (the one naming `tensor` if several)."""
+    source = _function_source(fn)
+    returns = _returns(source[2]) if source else []
+    if source is None or not returns:
+        return None
+    chosen = returns[-1]
+    if tensor and len(returns) > 1:
+        named = [r for r in returns if tensor in ast.unparse(r.value)]
+        chosen = named[-1] if named else chosen
+    return f"{source[0]}:{source[1] + chosen.lineno - 1}"
+
+
+def producing_line(fn: Any, tensor: str, position: int | None = None) -> str | None:
+    """file:line where `fn` computed the returned `tensor` (else its return line).
+
+    The returned expression is followed back: a dict entry `"pi": expr` or the tuple item at
+    `position` gives `expr`; a name there gives its last assignment before the return.
+    """
+    source = _function_source(fn)
+    if source is None:
+        return None
+    filename, start, fdef, _ = source
+    returns = _returns(fdef)
+    if not returns:
+        return None
+    leaf = tensor.rsplit(".", 1)[-1]
+    ret = next((r for r in reversed(returns) if leaf in ast.unparse(r.value)), returns[-1])
+    expr = _returned_part(ret.value, leaf, position)
+    name = expr.id if isinstance(expr, ast.Name) else leaf if expr is None else None
+    line = ret.lineno if expr is None else expr.lineno
+    if name is not None:
+        assigned = [n.lineno for n in _own_nodes(fdef) if _assigns(n, name) and n.lineno <= ret.lineno]
+        line = assigned[-1] if assigned else line
+    return f"{filename}:{start + line - 1}"
+
+
+def _returned_part(value: ast.expr | None, leaf: str, position: int | None) -> ast.expr | None:
+    if isinstance(value, ast.Dict):
+        for key, item in zip(value.keys, value.values, strict=True):
+            if isinstance(key, ast.Constant) and key.value == leaf:
+                return item
+        return None
+    if isinstance(value, ast.Tuple) and position is not None and position < len(value.elts):
+        return value.elts[position]
+    if isinstance(value, ast.Call) and position is not None and position < len(value.args):  # Result(a, b)
+        return value.args[position]
+    if isinstance(value, ast.Call):
+        named = [k.value for k in value.keywords if k.arg == leaf]
+        return named[0] if named else None
+    return value if isinstance(value, ast.Name) else None
+
+
+def _assigns(node: ast.AST, name: str) -> bool:
+    targets: list[ast.expr] = []
+    if isinstance(node, ast.Assign):
+        targets = list(node.targets)
+    elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+        targets = [node.target]
+    flat: list[ast.expr] = []
+    while targets:
+        t = targets.pop()
+        if isinstance(t, (ast.Tuple, ast.List)):
+            targets.extend(t.elts)
+        else:
+            flat.append(t)
+    return any(isinstance(t, ast.Name) and t.id == name for t in flat)
+
+
+def _function_source(fn: Any) -> tuple[str, int, ast.FunctionDef | ast.AsyncFunctionDef, list[str]] | None:
+    """(shown file, first line, the parsed def, its lines) of a function, or None when unreadable."""
     from aimespec.core.paths import display_path
 
     try:
@@ -166,14 +246,11 @@ def return_line(fn: Any, tensor: str | None = None) -> str | None:
         return None
     if filename is None or not tree.body or not isinstance(tree.body[0], (ast.FunctionDef, ast.AsyncFunctionDef)):
         return None
-    returns = [n for n in _own_nodes(tree.body[0]) if isinstance(n, ast.Return) and n.value is not None]
-    if not returns:
-        return None
-    chosen = returns[-1]
-    if tensor and len(returns) > 1:
-        named = [r for r in returns if tensor in ast.unparse(r.value)]
-        chosen = named[-1] if named else chosen
-    return f"{display_path(filename)}:{start + chosen.lineno - 1}"
+    return display_path(filename), start, tree.body[0], lines
+
+
+def _returns(fdef: ast.AST) -> list[ast.Return]:
+    return [n for n in _own_nodes(fdef) if isinstance(n, ast.Return) and n.value is not None]
 
 
 def _own_nodes(fdef: ast.AST) -> list[ast.AST]:
