@@ -82,7 +82,9 @@ def _list(term: Terminal, json_: bool, version: str) -> None:
              "fix": e.fix, "substance": e.substance} for e in errors]})
         return
     table = Table(title="The document's shape errors (aimespec diagnose N reproduces one)", show_lines=True)
-    for col in ("N", "title", "the document's error", "what it is"):
+    table.add_column("N")
+    table.add_column("title", no_wrap=True)  # a title is read whole, never wrapped
+    for col in ("the document's error", "what it is"):
         table.add_column(col, overflow="fold")
     for e in errors:
         table.add_row(str(e.number), e.title, e.document_error, e.substance)
