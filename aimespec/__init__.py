@@ -5,20 +5,52 @@ symbols of `AIME_TENSOR_SHAPE_REFERENCE.md`; aimespec binds them to an `AimeConf
 checks calls at runtime, holds any implementation against them, and explains shape errors.
 """
 
+from typing import TYPE_CHECKING
+
 from aimespec.core.config import AimeConfig
-from aimespec.core.contract import Contract, contract_names, invariants, resolve
 from aimespec.core.errors import AimespecError, ConfigError, ContractNotFound, ContractViolation, UsageError
-from aimespec.core.implements import implements
-from aimespec.core.invariants import FiniteLoss, InRange, IntRange, Invariant, Positive, Simplex
 from aimespec.core.symbols import SYMBOLS, symbol_values
-from aimespec.core.validate import Violation
 from aimespec.core.version import __version__
-from aimespec.runtime.checked import checked, checking, current_mode, observing
-from aimespec.runtime.hold import CallInputs, hold, make_inputs
+from aimespec.runtime.mode import checking, current_mode, observing
+
+if TYPE_CHECKING:
+    from aimespec.core.contract import Contract, contract_names, invariants, resolve
+    from aimespec.core.implements import implements
+    from aimespec.core.invariants import FiniteLoss, InRange, IntRange, Invariant, Positive, Simplex
+    from aimespec.core.validate import Violation
+    from aimespec.runtime.checked import checked
+    from aimespec.runtime.hold import CallInputs, hold, make_inputs
+
+# Names whose modules import torch: loaded at first use (PEP 562), so that the config, the
+# symbol table and `aimespec diagnose --explain` start without torch.
+_LAZY = {
+    "aimespec.core.contract": ("Contract", "contract_names", "invariants", "resolve"),
+    "aimespec.core.implements": ("implements",),
+    "aimespec.core.invariants": ("FiniteLoss", "InRange", "IntRange", "Invariant", "Positive", "Simplex"),
+    "aimespec.core.validate": ("Violation",),
+    "aimespec.runtime.checked": ("checked",),
+    "aimespec.runtime.hold": ("CallInputs", "hold", "make_inputs"),
+}
+_LAZY_HOME = {name: module for module, names in _LAZY.items() for name in names}
 
 for _exc in (AimespecError, ConfigError, ContractNotFound, ContractViolation, UsageError):
     _exc.__module__ = "aimespec"  # tracebacks name the public path: aimespec.ContractViolation
 del _exc
+
+
+def __getattr__(name: str) -> object:
+    home = _LAZY_HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'aimespec' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY_HOME})
 
 
 def check(path=None, cfg=None, **options):

@@ -1,15 +1,17 @@
 """The commands users wait for: `aimespec check` (reference model, example user model, meta vs real),
 `diagnose --explain`, and dm_control collection frames per second. Prints one JSON document.
 
-    python benchmarks/bench_cli.py [--reps 3] [--no-dmc]
+    python benchmarks/bench_cli.py [--reps 3] [--no-dmc] [--processes-only]
 
-Each figure is the median wall time of `--reps` runs. `check_*_process_s` are whole processes
-(`python -m aimespec.cli ...`, imports included), as a user sees them; `check_*_engine_s` time
-the library call alone in this process.
+Each figure is the median wall time of `--reps` runs. `*_process_s` are whole processes
+(`python -m aimespec.cli ...`, imports included), as a user sees them, beside a bare
+`python -c "import torch"` timed in the same run (`import_torch_process_s`; the `*_over_torch`
+ratios divide by it); `check_*_engine_s` time the library call alone in this process.
 """
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -19,8 +21,6 @@ from pathlib import Path
 
 import aimespec
 from aimespec import AimeConfig
-from aimespec.commands.check import check
-from aimespec.explain.engine import explain
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_ERRORS = [
@@ -41,32 +41,72 @@ def median_time(fn, reps: int) -> float:
     return statistics.median(out)
 
 
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def median_process(fn, reps: int) -> tuple[float, float]:
+    """Median wall and median CPU (user + system) seconds of `reps` runs of a subprocess."""
+    wall, cpu = [], []
+    for _ in range(reps):
+        start, start_cpu = time.perf_counter(), children_cpu_s()
+        fn()
+        wall.append(time.perf_counter() - start)
+        cpu.append(children_cpu_s() - start_cpu)
+    return statistics.median(wall), statistics.median(cpu)
+
+
 def process(*args: str) -> None:
     done = subprocess.run([sys.executable, "-m", "aimespec.cli", *args], capture_output=True, text=True, check=False)
     if done.returncode not in (0, 1):
         raise RuntimeError(f"aimespec {' '.join(args)} exited {done.returncode}: {done.stderr.strip()}")
 
 
+def bare_import_torch() -> None:
+    subprocess.run([sys.executable, "-c", "import torch"], check=True)
+
+
+def process_figures(doc: dict[str, object], user: str, reps: int) -> None:
+    """Whole processes as a user waits for them, and a bare torch import in the same run."""
+    process("diagnose", "--explain", SEED_ERRORS[3], "--json")  # warm the file cache
+    runs = {
+        "import_torch": bare_import_torch,
+        "check_reference": lambda: process("check", "--json"),
+        "check_user_model": lambda: process("check", user, "--json"),
+        "explain": lambda: process("diagnose", "--explain", SEED_ERRORS[3], "--json"),
+    }
+    for name, fn in runs.items():
+        doc[f"{name}_process_s"], doc[f"{name}_process_cpu_s"] = median_process(fn, reps)
+    for name in list(runs)[1:]:
+        doc[f"{name}_over_torch"] = doc[f"{name}_process_s"] / doc["import_torch_process_s"]  # type: ignore[operator]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--no-dmc", action="store_true", help="skip the dm_control collection figure")
+    parser.add_argument("--processes-only", action="store_true",
+                        help="only the whole-process figures (no in-process engine timings, no dm_control)")
     args = parser.parse_args()
-    cfg = AimeConfig()
     user = str(ROOT / "examples" / "user_model.py")
     doc: dict[str, object] = {"benchmark": "cli", "version": aimespec.__version__, "reps": args.reps}
+    process_figures(doc, user, args.reps)  # first: a fresh machine state, no engine work in this process yet
+    if args.processes_only:
+        json.dump(doc, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
 
+    from aimespec.commands.check import check
+    from aimespec.explain.engine import explain
+
+    cfg = AimeConfig()
     check(None, cfg)  # warm imports and caches
     doc["check_reference_engine_s"] = median_time(lambda: check(None, cfg), args.reps)
     doc["check_reference_engine_no_meta_s"] = median_time(lambda: check(None, cfg, meta=False), args.reps)
     doc["check_user_model_engine_s"] = median_time(lambda: check(user, cfg), args.reps)
-    doc["check_reference_process_s"] = median_time(lambda: process("check", "--json"), args.reps)
-    doc["check_user_model_process_s"] = median_time(lambda: process("check", user, "--json"), args.reps)
-
     doc["explain_per_message_s"] = median_time(lambda: [explain(t, cfg) for t in SEED_ERRORS], args.reps) / len(
         SEED_ERRORS)
-    doc["explain_process_s"] = median_time(lambda: process("diagnose", "--explain", SEED_ERRORS[3], "--json"),
-                                           args.reps)
     doc["explain_top_match"] = [explain(t, cfg).matches[0].error for t in SEED_ERRORS]
 
     if not args.no_dmc:

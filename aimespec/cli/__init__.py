@@ -2,13 +2,18 @@
 
 Commands that belong to an implementation rather than to the toolkit plug in through the
 `aimespec.commands` entry-point group (the reference model's `train` does: see pyproject.toml),
-so the toolkit never imports a particular model.
+so the toolkit never imports a particular model. A plugin is loaded only when its command is
+named (or the command list is shown): the reference model's imports torch, and `aimespec
+diagnose --explain` must start without it.
 """
 
+import functools
 import sys
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from aimespec.cli.check import check
 from aimespec.cli.collect import collect
@@ -16,7 +21,35 @@ from aimespec.cli.diagnose import diagnose
 from aimespec.cli.spec import spec
 from aimespec.cli.trace import trace
 
+
+@functools.cache
+def _plugin_entries() -> dict[str, EntryPoint]:
+    return {entry.name: entry for entry in sorted(entry_points(group="aimespec.commands"), key=lambda e: e.name)}
+
+
+def _plugin_command(name: str, entry: EntryPoint) -> Any:
+    """The click command of one `aimespec.commands` entry point (name -> a typer command function)."""
+    single = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    single.command(name)(entry.load())
+    return typer.main.get_command(single)
+
+
+class _Commands(TyperGroup):
+    """The toolkit's commands, then each installed plugin command, loaded at first use."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        own = super().list_commands(ctx)
+        return [*own, *(name for name in _plugin_entries() if name not in own)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        entry = _plugin_entries().get(cmd_name)
+        if cmd_name not in self.commands and entry is not None:
+            self.add_command(_plugin_command(cmd_name, entry), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="aimespec",
     help="Shape-typed specifications for the AIME world model: check, trace, diagnose, spec.",
     no_args_is_help=True,
@@ -28,15 +61,6 @@ app.command("collect")(collect)
 app.command("diagnose")(diagnose)
 app.command("check")(check)
 app.command("trace")(trace)
-
-
-def _plugin_commands() -> None:
-    """Add each installed `aimespec.commands` entry point (name -> a typer command function)."""
-    for entry in sorted(entry_points(group="aimespec.commands"), key=lambda e: e.name):
-        app.command(entry.name)(entry.load())
-
-
-_plugin_commands()
 
 
 def _version(value: bool) -> None:
@@ -52,7 +76,7 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     """Shape-typed specifications for the AIME world model."""
-    from aimespec.runtime.checked import current_mode
+    from aimespec.runtime.mode import current_mode
 
     try:
         current_mode()  # a bad AIMESPEC_CHECK is a usage error for every command, before any work

@@ -1,7 +1,7 @@
 """`aimespec diagnose`: the seed's five documented shape errors, live; `--explain` reads any shape error."""
 
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Group
@@ -13,10 +13,11 @@ from rich.text import Text
 from aimespec.cli.options import ConfigOpt, EnvOpt, JsonOpt, SetOpt, VerboseOpt, load_config
 from aimespec.cli.terminal import EXIT_USAGE, Terminal
 from aimespec.core.config import AimeConfig
-from aimespec.explain.diagnose import Diagnosis
-from aimespec.explain.diagnose import diagnose as run_diagnosis
 from aimespec.explain.documented import documented_errors
 from aimespec.explain.engine import Explanation, explain
+
+if TYPE_CHECKING:  # the live reproductions run PyTorch: imported only when one is asked for
+    from aimespec.explain.diagnose import Diagnosis
 
 USAGE = "give an error number N (1-5), --list, --all or --explain TEXT (see `aimespec diagnose --help`)"
 
@@ -60,6 +61,8 @@ def diagnose(
         else:
             term.show(_explanation_view(result))
     else:
+        from aimespec.explain.diagnose import diagnose as run_diagnosis
+
         numbers = [number] if number is not None else [e.number for e in documented_errors()]
         with term.guard():
             results = [run_diagnosis(n, cfg, batch=batch, seq_len=seq_len) for n in numbers]
@@ -91,7 +94,7 @@ def _list(term: Terminal, json_: bool, version: str) -> None:
     term.show(table)
 
 
-def _diagnosis_view(d: Diagnosis, cfg: AimeConfig, verbose: bool) -> Panel:
+def _diagnosis_view(d: "Diagnosis", cfg: AimeConfig, verbose: bool) -> Panel:
     parts: list[Any] = [Text.assemble(("document says: ", "bold"), d.document_error)]
     parts.append(Text(f"WRONG code, run at B={d.batch} T={d.seq_len}:", style="bold"))
     parts.append(Syntax(d.wrong_code, "python", theme="ansi_dark", word_wrap=True))

@@ -4,7 +4,6 @@ import typer
 
 from aimespec.cli.options import ConfigOpt, EnvOpt, JsonOpt, SetOpt, VerboseOpt, load_config
 from aimespec.cli.terminal import Terminal
-from aimespec.commands.spec import build_spec
 
 
 def spec(
@@ -16,6 +15,8 @@ def spec(
     verbose: VerboseOpt = False,
 ) -> None:
     """The symbol table and key tensor shapes at the current config, generated from the contracts."""
+    from aimespec.commands.spec import build_spec  # reads the contracts: imports torch
+
     term = Terminal(verbose)
     if json_ and markdown:
         term.fail("--json and --markdown are two different outputs: give one of them")

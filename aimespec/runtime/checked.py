@@ -1,67 +1,19 @@
-"""The runtime switch (`AIMESPEC_CHECK=full|shapes|off`, `aimespec.checking(mode)`) and
-`@checked`, which holds a reference component's method to its contract at call time.
+"""`@checked`: holds a reference component's method to its contract at call time, according to
+the runtime switch (`AIMESPEC_CHECK=full|shapes|off`, `aimespec.checking(mode)`: runtime/mode.py).
 
 The mode is read at every call: `off` costs one context-variable read and one
 environment lookup, then calls the undecorated function.
 """
 
-import contextlib
-import contextvars
 import functools
 import inspect
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
-from aimespec.core.contract import MethodContract, resolve
+from aimespec.core.contract import resolve
 from aimespec.core.errors import ContractViolation
 from aimespec.core.validate import CallChecker
-
-MODES = ("full", "shapes", "off")
-ENV_VAR = "AIMESPEC_CHECK"
-
-_mode_override: contextvars.ContextVar[str | None] = contextvars.ContextVar("aimespec_mode", default=None)
-# Observers of checked calls (the tracer): called with (contract, arguments, result).
-_observers: contextvars.ContextVar[tuple[Callable[..., None], ...]] = contextvars.ContextVar(
-    "aimespec_observers", default=()
-)
-
-
-def current_mode() -> str:
-    """The checking mode in force: `checking(...)` if active, else `$AIMESPEC_CHECK`, else full."""
-    override = _mode_override.get()
-    if override is not None:
-        return override
-    raw = os.environ.get(ENV_VAR)
-    if raw is None:
-        return "full"
-    mode = raw.strip().lower()
-    if mode not in MODES:
-        raise ValueError(f"{ENV_VAR}={raw!r} is not a checking mode: use one of full, shapes, off")
-    return mode
-
-
-@contextlib.contextmanager
-def checking(mode: str) -> Iterator[None]:
-    """Run a block with contract checking `full`, `shapes` (no value invariants) or `off`."""
-    if mode not in MODES:
-        raise ValueError(f"{mode!r} is not a checking mode: use one of full, shapes, off")
-    token = _mode_override.set(mode)
-    try:
-        yield
-    finally:
-        _mode_override.reset(token)
-
-
-@contextlib.contextmanager
-def observing(observer: Callable[[MethodContract, dict[str, Any], Any], None]) -> Iterator[None]:
-    """Call `observer(contract, arguments, result)` after every checked call in the block."""
-    token = _observers.set((*_observers.get(), observer))
-    try:
-        yield
-    finally:
-        _observers.reset(token)
-
+from aimespec.runtime.mode import ENV_VAR, MODES, call_state, checking, current_mode, env_mode, observing
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -80,8 +32,8 @@ def checked(ref: str) -> Callable[[F], F]:
 
         @functools.wraps(fn)
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-            mode = current_mode()
-            observers = _observers.get()
+            override, observers = call_state()
+            mode = override if override is not None else env_mode()
             if mode == "off" and not observers:
                 return fn(self, *args, **kwargs)
             contract = contract_of()
@@ -106,3 +58,6 @@ def checked(ref: str) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return deco
+
+
+__all__ = ["ENV_VAR", "MODES", "checked", "checking", "current_mode", "observing"]
