@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 from aimespec.core.config import AimeConfig
 from aimespec.core.errors import AimespecError, ConfigError, ContractNotFound, ContractViolation, UsageError
+from aimespec.core.files import OutputError, disk_reason, output_file, output_folder, replace_into
+from aimespec.core.limits import allocation_failure, device_name, seed_value, timeout_seconds
 from aimespec.core.symbols import SYMBOLS, symbol_values
 from aimespec.core.version import __version__
 from aimespec.runtime.mode import checking, current_mode, observing
@@ -33,7 +35,7 @@ _LAZY = {
 }
 _LAZY_HOME = {name: module for module, names in _LAZY.items() for name in names}
 
-for _exc in (AimespecError, ConfigError, ContractNotFound, ContractViolation, UsageError):
+for _exc in (AimespecError, ConfigError, ContractNotFound, ContractViolation, OutputError, UsageError):
     _exc.__module__ = "aimespec"  # tracebacks name the public path: aimespec.ContractViolation
 del _exc
 
@@ -73,21 +75,30 @@ __all__ = [
     "InRange",
     "IntRange",
     "Invariant",
+    "OutputError",
     "Positive",
     "Simplex",
     "UsageError",
     "Violation",
     "__version__",
+    "allocation_failure",
     "check",
     "checked",
     "checking",
     "contract_names",
     "current_mode",
+    "device_name",
+    "disk_reason",
     "hold",
     "implements",
     "invariants",
     "make_inputs",
     "observing",
+    "output_file",
+    "output_folder",
+    "replace_into",
     "resolve",
+    "seed_value",
     "symbol_values",
+    "timeout_seconds",
 ]

@@ -3,13 +3,16 @@
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from aimespec.cli.options import JsonOpt, VerboseOpt
-from aimespec.cli.terminal import Terminal
+from aimespec.cli.terminal import EXIT_USAGE, Terminal
+
+if TYPE_CHECKING:
+    from aimespec.data import PartialCollection
 
 
 class PolicyName(StrEnum):
@@ -35,11 +38,13 @@ def collect(
     verbose: VerboseOpt = False,
 ) -> None:
     """Record pixel episodes from a dm_control task: observations [N,T,3,S,S] uint8, actions [N,T,A] float32."""
+    from aimespec.core.files import output_file
+    from aimespec.data import PartialCollection, resolve_task, save_or_rescue
     from aimespec.data import collect as collect_episodes
-    from aimespec.data import resolve_task
 
     term = Terminal(verbose)
     with term.guard():
+        output_file(out, "the episodes")  # a device, a folder or a read-only place fails before any work
         domain, task = resolve_task(env)  # an unknown task or missing dm_control fails before any work
         total = episodes * length
         columns = (
@@ -60,19 +65,22 @@ def collect(
                 rate = done / max(time.perf_counter() - started, 1e-9)
                 bar.update(job, completed=done, episode=n + 1, fps=rate)
 
-            data = collect_episodes(
-                env,
-                episodes,
-                length,
-                seed=seed,
-                size=size,
-                policy=policy.value,
-                action_repeat=action_repeat,
-                camera_id=camera,
-                progress=advance,
-            )
+            try:
+                data = collect_episodes(
+                    env,
+                    episodes,
+                    length,
+                    seed=seed,
+                    size=size,
+                    policy=policy.value,
+                    action_repeat=action_repeat,
+                    camera_id=camera,
+                    progress=advance,
+                )
+            except PartialCollection as stopped:  # keep what was recorded, then say why it stopped
+                _save_partial(term, stopped, out)
         elapsed = time.perf_counter() - started
-        path = data.save(out)
+        path = save_or_rescue(data, out)
     fps = total / max(elapsed, 1e-9)
     if json_:
         document = {
@@ -91,3 +99,15 @@ def collect(
             f"(observations {list(data.observations.shape)} uint8, actions {list(data.actions.shape)} float32, "
             f"policy {data.policy}, seed {seed}) in {elapsed:.1f} s, {fps:.1f} frames/s"
         )
+
+
+def _save_partial(term: Terminal, stopped: "PartialCollection", out: Path) -> NoReturn:
+    from aimespec.core.errors import UsageError
+    from aimespec.data import save_or_rescue
+
+    code = 130 if isinstance(stopped.cause, KeyboardInterrupt) else EXIT_USAGE
+    try:
+        path = save_or_rescue(stopped.data, out)
+    except UsageError as exc:
+        term.fail(f"{stopped}; {exc}", code, stopped.cause)
+    term.fail(f"{stopped}; they were saved to {path}", code, stopped.cause)

@@ -24,13 +24,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document o
 def load_config(config: Path | None, sets: list[str] | None, env: str | None) -> AimeConfig:
     """Defaults, then --config, then --env's action_dim, then each --set."""
     cfg = AimeConfig.load(config, ())
-    if env:
+    if env is not None:  # `--env ''` is a bad task name, not no task
         from aimespec.data import action_dim_for
 
         cfg = cfg.replace(action_dim=action_dim_for(env))
     if sets:
         overrides = parse_overrides(sets)
-        if env and "action_dim" in overrides and str(cfg.action_dim) != overrides["action_dim"].strip():
+        if env is not None and "action_dim" in overrides and str(cfg.action_dim) != overrides["action_dim"].strip():
             raise ConfigError("action_dim", f"--set action_dim={overrides['action_dim']} contradicts --env {env}, "
                                             f"whose action_spec() has {cfg.action_dim} actions: drop one of them")
         cfg = AimeConfig.from_mapping({**cfg.to_dict(), **overrides}, source="--set")

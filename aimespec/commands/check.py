@@ -25,6 +25,7 @@ from aimespec.core.config import AimeConfig
 from aimespec.core.contract import MethodContract, methods_of, resolve
 from aimespec.core.dims import dim_names
 from aimespec.core.errors import ContractViolation, UsageError
+from aimespec.core.limits import seed_value, timeout_seconds
 from aimespec.core.validate import Violation, exception_violation
 from aimespec.explain.findings import (
     Finding,
@@ -43,6 +44,7 @@ from aimespec.runtime.hold import CallInputs, bound_checker, build, call_method,
 from aimespec.runtime.record import CallRecord, Recorder, assign_steps
 
 MAX_B, MAX_T = 16, 32  # range of the random examples' (B, T)
+MAX_EXAMPLES = MAX_B * MAX_T  # there are no more distinct (B, T) to draw
 WORLD_BUDGET = 8  # a whole-model random example runs at most 1/WORLD_BUDGET of the config's frames
 
 
@@ -86,10 +88,11 @@ def check(path: str | Path | None, cfg: AimeConfig, *, examples: int = 3, seed: 
     the code allows it (shapes and dtypes at no FLOPs); the random, smaller (B, T) run on real
     tensors and carry the value invariants.
     """
-    if isinstance(examples, bool) or not isinstance(examples, int) or examples < 0:
-        raise UsageError(f"--examples must be a non-negative integer, got {examples!r}")
-    if not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise UsageError(f"--timeout must be a positive number of seconds, got {timeout!r}")
+    if isinstance(examples, bool) or not isinstance(examples, int) or not 0 <= examples <= MAX_EXAMPLES:
+        raise UsageError(f"--examples must be an integer in [0, {MAX_EXAMPLES}] (there are only {MAX_EXAMPLES} "
+                         f"distinct (B, T) with B <= {MAX_B} and T <= {MAX_T}), got {examples!r}")
+    timeout = timeout_seconds(timeout)
+    seed = seed_value(seed)
     started = time.perf_counter()
     source = load_source(path)
     engine = _Engine(source, cfg, examples, seed, float(timeout), device, meta)

@@ -24,6 +24,7 @@ from aimespec.commands.spec import KEY_TENSORS, WORLD, key_tensor_leaves
 from aimespec.core.config import AimeConfig
 from aimespec.core.contract import resolve
 from aimespec.core.errors import UsageError
+from aimespec.core.limits import count, seed_value, timeout_seconds
 from aimespec.explain.findings import exception_where
 from aimespec.runtime.checked import checking
 from aimespec.runtime.deadline import CallTimeout, Deadline
@@ -180,8 +181,9 @@ def trace(path: str | Path | None, cfg: AimeConfig, batch: int | None = None, se
     B = cfg.batch_size if batch is None else batch
     T = cfg.sequence_length if seq_len is None else seq_len
     for name, value in (("--batch", B), ("--seq-len", T)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UsageError(f"{name} must be a positive integer, got {value!r}")
+        count(value, name)
+    timeout = timeout_seconds(timeout)
+    seed = seed_value(seed)
     source = load_source(path)
     factory: Any = source.build_model
     if factory is None:

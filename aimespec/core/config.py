@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from aimespec.core.errors import ConfigError, UnknownConfigKey
+from aimespec.core.limits import MAX_SIZE
 
 RGB_AGGREGATIONS = ("norm_weighted", "mean")
+MAX_STAGES = 16  # stages of a channel list (2**16 pixels of input already)
+TOO_LARGE = "must be at most {most} (a size beyond any model that fits in memory), got {value}"
 _MAY_BE_ZERO = frozenset({"warmup_epochs"})  # counts that may be 0; every size must be >= 1
 
 
@@ -83,6 +86,8 @@ class AimeConfig:
                 if value < (0 if f.name in _MAY_BE_ZERO else 1):
                     expected = "a non-negative" if f.name in _MAY_BE_ZERO else "a positive"
                     raise ConfigError(f.name, f"must be {expected} integer, got {value}")
+                if value > MAX_SIZE:
+                    raise ConfigError(f.name, TOO_LARGE.format(most=MAX_SIZE, value=_short(value)))
             elif kind is float:
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
                     raise ConfigError(f.name, f"must be a number, got {value!r}")
@@ -93,6 +98,9 @@ class AimeConfig:
                     raise ConfigError(f.name, f"must be a non-empty list of integers, got {value!r}")
                 if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value):
                     raise ConfigError(f.name, f"must hold positive integers, got {list(value)}")
+                if len(value) > MAX_STAGES or max(value) > MAX_SIZE:
+                    raise ConfigError(f.name, f"must hold at most {MAX_STAGES} integers of at most {MAX_SIZE}, "
+                                              f"got {_short(list(value))}")
         self._check_relations()
 
     def _check_relations(self) -> None:
@@ -301,6 +309,13 @@ def _coerce(key: str, kind: Any, raw: Any) -> Any:
         expected = {bool: "true or false", int: "an integer", float: "a number"}.get(kind, "integers like 64,128")
         raise ConfigError(key, f"must be {expected}, got {raw!r}") from None
     return text
+
+
+def _short(value: Any, most: int = 60) -> str:
+    """A value as shown in a message, cut to `most` characters (a 3000-digit number is not a sentence)."""
+    big = isinstance(value, int) and value.bit_length() > 10_000  # past Python's int-to-string limit
+    text = f"a {value.bit_length()}-bit number" if big else str(value)
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def _jsonable(value: Any) -> Any:

@@ -10,14 +10,15 @@
 This package imports without dm_control; only `collect` and `action_dim_for` need it.
 """
 
-from aimespec.data._dmc import action_dim_for, action_spec, collect, resolve_task
-from aimespec.data._episodes import DataError, EpisodeData, load_episodes
+from aimespec.data._dmc import PartialCollection, action_dim_for, action_spec, collect, resolve_task
+from aimespec.data._episodes import DataError, EpisodeData, load_episodes, save_or_rescue
 from aimespec.data._loader import Batch, batch_size_for, batches
 
 __all__ = [
     "Batch",
     "DataError",
     "EpisodeData",
+    "PartialCollection",
     "action_dim_for",
     "action_spec",
     "batch_size_for",
@@ -25,4 +26,5 @@ __all__ = [
     "collect",
     "load_episodes",
     "resolve_task",
+    "save_or_rescue",
 ]

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from einops import rearrange
 
+from aimespec.core.errors import UsageError
+from aimespec.core.limits import fits_memory, human_bytes
 from aimespec.data._episodes import DataError, EpisodeData
 
 INSTALL = "dm_control is not installed: install it with pip install 'aimespec[dmc]' (dm_control and mujoco<4)."
@@ -193,11 +195,12 @@ def collect(
     name = f"{domain}-{task}"
     camera = CAMERAS.get(domain, 0) if camera_id is None else int(camera_id)
     denv = _load(domain, task, seed)
+    n = 0
     try:
         spec = _action_spec(denv)
         pi = _Policy(policy, spec, np.random.default_rng([seed, 0x41494D45]))
-        obs = np.empty((episodes, length, 3, size, size), dtype=np.uint8)
-        act = np.empty((episodes, length, spec.dim), dtype=np.float32)
+        obs = _allocate((episodes, length, 3, size, size), np.uint8, "observations")
+        act = _allocate((episodes, length, spec.dim), np.float32, "actions")
         for n in range(episodes):
             denv.reset()
             pi.reset()
@@ -209,8 +212,39 @@ def collect(
                         denv.step(act[n, t])
                 if progress is not None:
                     progress(n, t)
+    except BaseException as exc:  # keep the episodes already recorded: the caller saves them
+        if n == 0 or "act" not in locals():
+            raise
+        partial = _episodes(obs[:n], act[:n], name, spec, seed, action_repeat, policy, camera)
+        raise PartialCollection(partial, exc) from exc
     finally:
         denv.close()
+    return _episodes(obs, act, name, spec, seed, action_repeat, policy, camera)
+
+
+class PartialCollection(DataError):
+    """Collection stopped after some complete episodes (`data`); `cause` is why (an error, an interrupt)."""
+
+    def __init__(self, data: EpisodeData, cause: BaseException) -> None:
+        self.data, self.cause = data, cause
+        text = " ".join(str(cause).split()) or type(cause).__name__
+        super().__init__(f"collection stopped after {data.num_episodes} complete episode"
+                         f"{'' if data.num_episodes == 1 else 's'} ({text})")
+
+
+def _allocate(shape: tuple[int, ...], dtype: Any, what: str) -> np.ndarray:
+    size = math.prod(shape) * np.dtype(dtype).itemsize
+    advice = "record fewer or shorter episodes, or smaller frames."
+    try:
+        fits_memory(size, f"the {what} {list(shape)}", advice)
+        return np.empty(shape, dtype=dtype)
+    except (MemoryError, ValueError, UsageError) as exc:
+        raise DataError(str(exc) if isinstance(exc, UsageError) else
+                        f"cannot hold the {what} {list(shape)} ({human_bytes(size)}) in memory: {advice}") from exc
+
+
+def _episodes(obs: np.ndarray, act: np.ndarray, name: str, spec: "ActionSpec", seed: int, action_repeat: int,
+              policy: str, camera: int) -> EpisodeData:
     from aimespec.core.version import __version__
 
     return EpisodeData(

@@ -16,7 +16,6 @@ everything read is validated and a bad file is one sentence saying why (`DataErr
 import json
 import os
 import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,7 @@ import numpy as np
 from jaxtyping import Float32, UInt8
 
 from aimespec.core.errors import UsageError
+from aimespec.core.files import OutputError, disk_reason, kind_of, output_file, replace_into
 
 if TYPE_CHECKING:
     from aimespec.core.config import AimeConfig
@@ -120,8 +120,11 @@ class EpisodeData:
             )
 
     def save(self, path: str | Path) -> Path:
-        """Write the `.npz` atomically (a temporary file renamed into place); returns the path."""
-        path = Path(path)
+        """Write the `.npz` atomically (a temporary file renamed into place); returns the path.
+
+        Never replaces anything but a regular file (a device, a folder: `OutputError`).
+        """
+        path = output_file(path, "the episodes")
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, np.ndarray] = {
             "observations": self.observations,
@@ -135,11 +138,34 @@ class EpisodeData:
         try:
             with os.fdopen(fd, "wb") as fh:
                 np.savez_compressed(fh, **arrays)  # a file object: numpy appends no ".npz"
-            os.replace(tmp, path)
+            replace_into(tmp, path, "the episodes")
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         return path
+
+
+RESCUED = ("could not write {out} ({reason}); the {n} episode{s} recorded were saved to {rescue} instead: "
+           "move that file where you want it")
+LOST = "could not write {out} ({reason}) nor a rescue copy in {folder}: free some space and record again"
+
+
+def save_or_rescue(data: EpisodeData, out: str | Path) -> Path:
+    """`data.save(out)`; when that fails (a full disk, a folder made read-only meanwhile), save a copy in
+    the temporary folder and raise `DataError` saying where it is: recorded episodes are never lost."""
+    try:
+        return data.save(out)
+    except OSError as exc:
+        reason = disk_reason(exc)
+    folder = Path(tempfile.gettempdir())
+    try:
+        fd, name = tempfile.mkstemp(prefix=f"aimespec-rescued-{Path(out).stem}-", suffix=".npz", dir=folder)
+        os.close(fd)
+        rescue = data.save(name)
+    except (OSError, OutputError):
+        raise DataError(LOST.format(out=out, reason=reason, folder=folder)) from None
+    n = data.num_episodes
+    raise DataError(RESCUED.format(out=out, reason=reason, n=n, s="" if n == 1 else "s", rescue=rescue))
 
 
 def load_episodes(path: str | Path, cfg: "AimeConfig | None" = None, *, action_dim: int | None = None) -> EpisodeData:
@@ -150,6 +176,8 @@ def load_episodes(path: str | Path, cfg: "AimeConfig | None" = None, *, action_d
         raise DataError(f"data file {name} does not exist.")
     if path.is_dir():
         raise DataError(f"data file {name} is a directory, not an .npz file.")
+    if not path.is_file():  # a FIFO or a device: opening it could block or read forever
+        raise DataError(f"data file {name} is {kind_of(path.stat().st_mode)}, not an .npz file.")
     with path.open("rb") as fh:
         magic = fh.read(6)
     if magic == b"\x93NUMPY":
@@ -159,9 +187,10 @@ def load_episodes(path: str | Path, cfg: "AimeConfig | None" = None, *, action_d
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+    except Exception as exc:  # a damaged archive fails in the zip, zlib, header-parsing or allocation layer
         reason = "it holds pickled object arrays" if "pickle" in str(exc).lower() else "it is damaged or truncated"
-        raise DataError(f"cannot read {name}: {reason} ({type(exc).__name__}: {exc}).") from exc
+        detail = " ".join(str(exc).split())[:200]
+        raise DataError(f"cannot read {name}: {reason} ({type(exc).__name__}: {detail}).") from exc
     missing = [key for key in ("observations", "actions") if key not in arrays]
     if missing:
         found = ", ".join(sorted(arrays)) or "nothing"

@@ -10,6 +10,7 @@ so it works at any config.
 """
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,8 +201,43 @@ class _Scorer:
                                 "B and T not flattened (Error 1 the other way round)")
 
 
+MAX_TEXT = 32 * 1024  # characters read: a traceback's last error lies at its end
+MAX_DIGITS = 24  # a longer number is no size of any config (and Python will not convert past 4300 digits)
+_HUGE = re.compile(rf"\d{{{MAX_DIGITS + 1},}}")
+
+
+def bounded(text: str) -> tuple[str, str]:
+    """The part of `text` that is read, in linear time, and a note saying what was left out ('' if nothing).
+
+    Repeated lines are read once, numbers longer than MAX_DIGITS digits are not read as numbers,
+    and of a longer text only the last MAX_TEXT characters (from a line start) are read.
+    """
+    notes = []
+    huge = 0
+
+    def drop(m: re.Match[str]) -> str:
+        nonlocal huge
+        huge += 1
+        return f"<a {len(m.group(0))}-digit number>"
+
+    text = _HUGE.sub(drop, text)
+    if huge:
+        notes.append(f"{huge} number{'s' if huge > 1 else ''} of more than {MAX_DIGITS} digits, no size of any "
+                     "config, not read")
+    if len(text) > MAX_TEXT:
+        lines = list(dict.fromkeys(text.splitlines()))  # repeated frames and messages once, in order
+        kept = "\n".join(lines)
+        if len(kept) > MAX_TEXT:
+            cut = kept.find("\n", len(kept) - MAX_TEXT)
+            kept = kept[cut + 1:] if cut >= 0 else kept[-MAX_TEXT:]
+            notes.append(f"only the last {len(kept):,} of {len(text):,} characters read")
+        text = kept
+    return text, "; ".join(notes)
+
+
 def explain(text: str, cfg: AimeConfig, batch: int | None = None, seq_len: int | None = None) -> Explanation:
     """Explain a PyTorch shape error message (or a whole traceback) at `cfg`."""
+    text, note = bounded(text)
     findings = parse(text)
     hinted = {k: val for f in findings for k, val in f.bindings.items() if k in ("B", "T")}
     B = batch if batch is not None else hinted.get("B", cfg.batch_size)
@@ -224,7 +260,7 @@ def explain(text: str, cfg: AimeConfig, batch: int | None = None, seq_len: int |
     numbers = {str(n): algebra.decompose(n) for n in algebra.observed()}  # every one, ties included (SPEC)
     return Explanation(
         text=text, numbers=numbers, matches=matches,
-        explanation=_write(findings, numbers, matches, algebra, B, T),
+        explanation=(f"({note}.)\n" if note else "") + _write(findings, numbers, matches, algebra, B, T),
         findings=[f.to_json(algebra) for f in findings], batch=B, seq_len=T,
     )
 

@@ -325,7 +325,7 @@ _PATTERNS: tuple[tuple[str, Any], ...] = (
     (rf"Shape mismatch, {_INT} != {_INT}", _p_einops),
     (r"target size \(torch\.Size\(\[([\d,\s]*)\]\)\) that is different to the input size \(torch\.Size\("
      r"\[([\d,\s]*)\]\)\)", _p_target_size),
-    (r"(?P<where>[\w.]+): (?P<tensor>[\w.\[\]'\"]+) expected (?:(?P<erank>\d+) dims )?\[(?P<sym>[^\]]*)\] = "
+    (r"(?<![\w.])(?P<where>[\w.]+): (?P<tensor>[\w.\[\]'\"]+) expected (?:(?P<erank>\d+) dims )?\[(?P<sym>[^\]]*)\] = "
      r"\[(?P<exp>[^\]]*)\], got (?:(?P<grank>\d+) dims )?\[(?P<got>[^\]]*)\](?: \((?P<bind>[^)]*)\))?",
      _p_contract),
 )

@@ -44,7 +44,7 @@ def train(
     deterministic: Annotated[bool, typer.Option("--deterministic", help="Per-example noise from the data "
                                                 "seeds and deterministic torch kernels: reproducible, "
                                                 "independent of the process count.")] = False,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     sets: SetOpt = None,
     config: ConfigOpt = None,
     env: EnvOpt = None,
@@ -52,14 +52,14 @@ def train(
     verbose: VerboseOpt = False,
 ) -> None:
     """Train the reference AIME world model on collected episodes: live losses, log.jsonl, checkpoints, figures."""
-    from aimespec import AimespecError, ContractViolation
+    from aimespec import AimespecError, ContractViolation, allocation_failure, disk_reason
     from reference_model.train import TrainingStopped
     from reference_model.train import train as run_training
 
     main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 speaks
     term = Terminal(verbose)
     try:
-        cfg = None if resume and not (sets or config or env) else load_config(config, sets, env)
+        cfg = None if resume and not (sets or config or env is not None) else load_config(config, sets, env)
         result = run_training(
             data, cfg, steps=steps, out_dir=out, resume=resume, seed=seed, figure_every=figure_every,
             checkpoint_every=checkpoint_every, log_every=log_every, progress=main_rank and not json_,
@@ -69,6 +69,16 @@ def train(
         _stop(term, main_rank, str(exc), EXIT_FOUND, exc)
     except (AimespecError, ValueError, FileNotFoundError) as exc:
         _stop(term, main_rank, str(exc), EXIT_USAGE, exc)
+    except OSError as exc:  # a full disk or a folder made read-only mid-run: every save was atomic
+        where = f" {exc.filename}" if exc.filename else ""
+        _stop(term, main_rank, f"could not write{where} ({disk_reason(exc)}); {out / 'checkpoint.pt'} keeps "
+              "the last checkpoint written: free some space and continue with --resume.", EXIT_USAGE, exc)
+    except (MemoryError, RuntimeError) as exc:
+        failure = allocation_failure(exc)
+        if failure is None:
+            raise
+        _stop(term, main_rank, f"{failure}: the model at this config does not fit in memory; lower its sizes "
+              "(--set hidden_dim=..., batch_size=...).", EXIT_USAGE, exc)
     except KeyboardInterrupt as exc:
         _stop(term, main_rank, f"interrupted: {out / 'checkpoint.pt'} keeps the last checkpoint "
               "(continue with --resume).", 130, exc)

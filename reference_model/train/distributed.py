@@ -61,6 +61,11 @@ def resolve_device(device: str | torch.device | None, local_rank: int = 0) -> to
             raise UsageError("--device cuda was asked for but torch sees no CUDA device.")
         if device.index is None:
             device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        elif device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {device} was asked for but torch sees {torch.cuda.device_count()} "
+                             "CUDA device(s) (cuda:0 ...).")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError("--device mps was asked for but torch sees no MPS device.")
     return device
 
 

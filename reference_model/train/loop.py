@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from aimespec import AimeConfig, AimespecError, UsageError
+from aimespec import AimeConfig, AimespecError, UsageError, device_name, seed_value
 from aimespec.data import Batch, DataError, EpisodeData, batch_size_for, batches, load_episodes
 from reference_model.train import distributed as ddp
 from reference_model.train import figures as figures
@@ -27,8 +27,10 @@ from reference_model.train.checkpoint import (
     CHECKPOINT,
     LOG,
     JsonLog,
+    check_run_folder,
     finite_parameters,
     load_checkpoint,
+    restore_trainer,
     save_checkpoint,
 )
 from reference_model.train.progress import TrainProgress
@@ -204,7 +206,11 @@ def train(
                         ("log_every", log_every)):
         if not isinstance(every, int) or every < 0:
             raise UsageError(f"{name} must be a non-negative integer, got {every!r}.")
-    out = Path(out_dir)
+    out = check_run_folder(Path(out_dir))  # a file, a device, a read-only folder: exit 2 before any work
+    if isinstance(device, str):
+        device = device_name(device)
+    if seed is not None:
+        seed_value(seed)
     ckpt_path, log_path = out / CHECKPOINT, out / LOG
     state: dict[str, Any] | None = None
     if resume:
@@ -243,9 +249,8 @@ def train(
         trainer = Trainer(model, cfg, grad_reducer=reducer, seed_base=seed)
         elapsed_before = 0.0
         if state is not None:
-            trainer.load_state_dict(state["trainer"])
+            restore_trainer(trainer, state, ckpt_path)  # also torch's RNG; a misfit is one sentence
             _balancer_to(trainer.balancer, d.device)
-            torch.set_rng_state(state["rng"]["torch"])
             if d.device.type == "cuda" and state["rng"].get("cuda") is not None:
                 torch.cuda.set_rng_state_all(state["rng"]["cuda"])
             elapsed_before = float(state.get("elapsed", 0.0))
