@@ -349,7 +349,9 @@ def test_example_pairs(seed, cfg, small_cfg):
 
 
 def _v(tensor: str, expected: str, got: list[int], exp_shape=None, kind="shape", **bindings) -> Violation:
-    return Violation("X.forward", tensor, kind, expected, exp_shape or [], got, "", bindings=bindings)
+    dims = tuple(d.strip() for d in expected.strip("[]").split(","))
+    return Violation(contract="X.forward", tensor=tensor, kind=kind, message="", expected=expected,
+                     expected_shape=exp_shape or [], got=got, dims=dims, bindings=bindings)
 
 
 @pytest.mark.parametrize("cfg_changes", [{}, {"hidden_dim": 48, "num_latent_channels_perceiver": 20,

@@ -14,6 +14,7 @@ import random
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from aimespec.core.contract import MethodContract, methods_of, resolve
 from aimespec.core.dims import dim_names
 from aimespec.core.errors import ContractViolation, UsageError
 from aimespec.core.limits import seed_value, timeout_seconds
-from aimespec.core.validate import Violation, exception_violation
+from aimespec.core.validate import Violation, ViolationKind, exception_violation
 from aimespec.explain.findings import (
     Finding,
     documented,
@@ -178,8 +179,8 @@ class _Engine:
                 self.standalone[(comp.cls, mc.name)] = row
                 rows.append(row)
                 if not callable(getattr(obj, mc.method, None)):
-                    row.add(Finding(Violation(mc.name, "(method)", "missing", "", None, None,
-                                              f"{mc.name}: {comp.name} has no method {mc.method!r}")))
+                    row.add(Finding(Violation(contract=mc.name, tensor="(method)", kind=ViolationKind.MISSING,
+                                              message=f"{mc.name}: {comp.name} has no method {mc.method!r}")))
                     continue
                 done: set[tuple[int, ...]] = set()
                 used = _free_used(mc)
@@ -252,8 +253,9 @@ class _Engine:
         covered.add(type(model))
         forward = getattr(model, "forward_sequence", None)
         if not callable(forward):
-            row.add(Finding(Violation(mc.name, "(method)", "missing", "", None, None,
-                                      f"{mc.name}: {label} built a {type(model).__name__} with no forward_sequence")))
+            row.add(Finding(Violation(contract=mc.name, tensor="(method)", kind=ViolationKind.MISSING,
+                                      message=f"{mc.name}: {label} built a {type(model).__name__} with no "
+                                              "forward_sequence")))
             return [row]
         inner: dict[tuple, ContractResult] = {}
         real = [(B, T) for B, T in self.world_pairs  # shapes on meta where the code allows it
@@ -308,18 +310,17 @@ class _Engine:
             return
         culprit = next((c for c in recorder.calls if c.exception is exc), None)
         if culprit is None:
-            row.add(self._raised(contract, "timeout" if isinstance(exc, CallTimeout) else "exception", exc, B, T))
+            row.add(self._raised(contract, _raised_kind(exc), exc, B, T))
             return
         assign_steps(recorder.calls, T)
         first = (self._call_findings(culprit, B, T) or [None])[0]
         what = "did not return in time" if isinstance(exc, CallTimeout) else f"raised {type(exc).__name__}: {exc}"
         shown = self._inner_label(parent, culprit)
-        v = Violation(contract, "(call)", "timeout" if isinstance(exc, CallTimeout) else "exception", "", None, None,
-                      f"{contract}: stopped because {culprit.contract.name} in {shown} {what}")
-        v.batch, v.seq_len, v.seed = B, T, self.seed
-        v.where = culprit.caller
+        v = Violation(contract=contract, tensor="(call)", kind=_raised_kind(exc),
+                      message=f"{contract}: stopped because {culprit.contract.name} in {shown} {what}",
+                      ).at(B, T, self.seed, culprit.caller)
         if first is not None:
-            v.documented_error, v.fix = first.violation.documented_error, first.violation.fix
+            v = v.explained_as(first.violation.documented_error, first.violation.fix)
         row.add(Finding(v, title=first.title if first else None, repeat_of=f"{culprit.contract.name} ({shown})"))
 
     # --- recorded calls inside a component or model ------------------------------------------------
@@ -348,8 +349,8 @@ class _Engine:
         out: list[Finding] = []
         exc = call.exception
         for v in call.input_violations:
-            if exc is not None and not isinstance(exc, CallTimeout) and "the call then raised" not in v.message:
-                v.message += f"; the call then raised {type(exc).__name__}: {exc}"
+            if exc is not None and not isinstance(exc, CallTimeout):
+                v = replace(v, message=f"{v.message}; the call then raised {type(exc).__name__}: {exc}")
             out.append(self._shape_finding(v, B, T, call.step, call.caller))
         for v in call.output_violations:
             method = getattr(call.cls, call.contract.method, None)
@@ -358,38 +359,32 @@ class _Engine:
             if isinstance(exc, ContractViolation):
                 out += [self._shape_finding(v, B, T, call.step, call.caller) for v in exc.violations]
             else:
-                kind = "timeout" if isinstance(exc, CallTimeout) else "exception"
-                finding = self._raised(call.contract.name, kind, exc, B, T)
+                finding = self._raised(call.contract.name, _raised_kind(exc), exc, B, T)
                 finding.step = call.step
                 out.append(finding)
         return out
 
     # --- findings -------------------------------------------------------------------------------
     def _shape_finding(self, v: Violation, B: int, T: int, step: int | None, where: str | None) -> Finding:
-        v.batch, v.seq_len, v.seed = B, T, self.seed
-        v.where = v.where or where
-        if v.documented_error is None:
-            v.documented_error = shape_documented_error(v, self.cfg, B, T)
-        title, fix = documented(v.documented_error)
-        v.fix = v.fix or fix
+        v = v.at(B, T, self.seed, where)
+        error = v.documented_error if v.documented_error is not None else shape_documented_error(v, self.cfg, B, T)
+        title, fix = documented(error)
+        v = v.explained_as(error, fix)
         why = None
-        if v.kind == "value" and (advice := value_advice(v)) is not None:
-            why, v.fix = advice.why, v.fix or advice.fix
+        if v.kind == ViolationKind.VALUE and (advice := value_advice(v)) is not None:
+            why, v = advice.why, v.explained_as(v.documented_error, advice.fix)
         return Finding(v, step=step, title=title, explanation=why)
 
-    def _raised(self, contract: str, kind: str, exc: BaseException, B: int | None, T: int | None) -> Finding:
-        if kind == "timeout":
-            v = Violation(contract, "(call)", "timeout", "", None, None,
-                          f"{contract}: did not return within {self.timeout:g} s")
-            v.batch, v.seq_len, v.seed = B, T, self.seed
-            v.where = exception_where(exc, self.source.files)
-            return Finding(v)
-        v = exception_violation(contract, kind, exc)
-        v.batch, v.seq_len, v.seed = B, T, self.seed
-        v.where = exception_where(exc, self.source.files)
-        explained = explain_exception(f"{type(exc).__name__}: {exc}", self.cfg, B, T)
-        v.documented_error = explained.error
-        title, v.fix = documented(explained.error)
+    def _raised(self, contract: str, kind: ViolationKind, exc: BaseException, B: int | None,
+                T: int | None) -> Finding:
+        where = exception_where(exc, self.source.files)
+        if kind == ViolationKind.TIMEOUT:
+            return Finding(Violation(contract=contract, tensor="(call)", kind=kind,
+                                     message=f"{contract}: did not return within {self.timeout:g} s",
+                                     ).at(B, T, self.seed, where))
+        explained = explain_exception(exc, self.cfg, B, T)
+        title, fix = documented(explained.error)
+        v = exception_violation(contract, kind, exc).at(B, T, self.seed, where).explained_as(explained.error, fix)
         text = "".join(traceback.format_exception(exc))
         return Finding(v, title=title, explanation=explained.reason, numbers=explained.numbers, traceback=text)
 
@@ -414,5 +409,9 @@ class _NeedsRealTensors(Exception):
     """A call could not run on the meta device: re-run it on real tensors."""
 
 
-def _build_kind(exc: BaseException) -> str:
-    return "timeout" if isinstance(exc, CallTimeout) else "constructor"
+def _build_kind(exc: BaseException) -> ViolationKind:
+    return ViolationKind.TIMEOUT if isinstance(exc, CallTimeout) else ViolationKind.CONSTRUCTOR
+
+
+def _raised_kind(exc: BaseException) -> ViolationKind:
+    return ViolationKind.TIMEOUT if isinstance(exc, CallTimeout) else ViolationKind.EXCEPTION

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from aimespec.core.config import AimeConfig
+from aimespec.core.dims import format_shape
 from aimespec.explain.findings import Finding
 
 PASS, FAIL = "✓", "✗"
@@ -168,9 +169,8 @@ class CheckReport(Mapping):
                 line("why", f.explanation)
         else:
             line("tensor", v.tensor)
-            concrete = "[" + ", ".join("?" if s in (None, -1) else str(s) for s in (v.expected_shape or [])) + "]"
-            line("expected", f"{v.expected} = {concrete}" if v.expected_shape else v.expected)
-            line("got", "[" + ", ".join(str(s) for s in v.got) + "]" if v.got is not None else None)
+            line("expected", f"{v.expected} = {format_shape(v.expected_sizes)}" if v.expected_shape else v.expected)
+            line("got", format_shape(v.got) if v.got is not None else None)
             line("problem", v.message)
             line("why", f.explanation)
         if v.documented_error is not None:

@@ -8,7 +8,7 @@ from rich.table import Table
 
 from aimespec.core.config import AimeConfig
 from aimespec.core.contract import all_methods, resolve
-from aimespec.core.dims import Leaf, evaluate, leaves
+from aimespec.core.dims import Leaf, evaluate, format_shape, leaves
 from aimespec.core.symbols import SYMBOLS, symbol_values
 
 # The seed's "Key Tensor Shapes at a Glance" rows: (row name, contract tensor, location, description).
@@ -26,10 +26,6 @@ KEY_TENSORS: tuple[tuple[str, str, str, str], ...] = (
     ("Reconstructions", "reconstructions", "Output", "Decoded video frames"),
 )
 WORLD = "AimeWorldModel.forward_sequence"
-
-
-def _bracket(dims: list[str] | list[int]) -> str:
-    return "[" + ", ".join(str(d) for d in dims) + "]"
 
 
 def key_tensor_leaves() -> dict[str, Leaf]:
@@ -64,13 +60,13 @@ class SpecReport:
         lines += [f"| `{r['symbol']}` | {r['meaning']} | {r['value']} | `{r['source']}` |" for r in self.symbol_rows]
         lines += ["", "### Key Tensor Shapes", "", "| Tensor | Symbolic | Shape | Location |", "|---|---|---|---|"]
         lines += [
-            f"| {r['name']} | `{r['symbolic']}` | `{_bracket(r['shape'])}` | {r['location']} |"
+            f"| {r['name']} | `{r['symbolic']}` | `{format_shape(r['shape'])}` | {r['location']} |"
             for r in self.tensor_rows
         ]
         lines += ["", "### Contracts", "", "| Contract | Tensor | Symbolic | Shape |", "|---|---|---|---|"]
         for c in self.contract_rows:
             for t in c["tensors"]:
-                lines.append(f"| {c['contract']} | {t['name']} | `{t['symbolic']}` | `{_bracket(t['shape'])}` |")
+                lines.append(f"| {c['contract']} | {t['name']} | `{t['symbolic']}` | `{format_shape(t['shape'])}` |")
         return "\n".join(lines) + "\n"
 
     def __rich__(self) -> Group:
@@ -83,7 +79,7 @@ class SpecReport:
         for col in ("Tensor", "Symbolic", "Shape", "Location"):
             tensors.add_column(col)
         for r in self.tensor_rows:
-            tensors.add_row(r["name"], r["symbolic"], _bracket(r["shape"]), r["location"])
+            tensors.add_row(r["name"], r["symbolic"], format_shape(r["shape"]), r["location"])
         return Group(symbols, tensors)
 
 

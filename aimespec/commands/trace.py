@@ -23,6 +23,7 @@ from rich.tree import Tree
 from aimespec.commands.spec import KEY_TENSORS, WORLD, key_tensor_leaves
 from aimespec.core.config import AimeConfig
 from aimespec.core.contract import resolve
+from aimespec.core.dims import format_shape
 from aimespec.core.errors import UsageError
 from aimespec.core.limits import count, seed_value, timeout_seconds
 from aimespec.explain.findings import exception_where
@@ -160,18 +161,15 @@ class TraceReport:
             table.add_column(col)
         for row, _path, _loc, _desc in KEY_TENSORS:
             shape = self.tensors.get(row)
-            table.add_row(row, self.symbols.get(row, ""), _bracket(shape) if shape is not None else "(not returned)")
+            shown = format_shape(shape) if shape is not None else "(not returned)"
+            table.add_row(row, self.symbols.get(row, ""), shown)
         return table
-
-
-def _bracket(shape: list[int] | None) -> str:
-    return "[" + ", ".join(str(s) for s in (shape or [])) + "]"
 
 
 def _shape_line(role: str, name: str, symbolic: str, shape: list[int] | None) -> Text:
     if shape == [] and symbolic in ("", "[]"):
         return Text(f"{role} {name} scalar")
-    concrete = _bracket(shape) if shape is not None else "(absent)"
+    concrete = format_shape(shape) if shape is not None else "(absent)"
     return Text(f"{role} {name} {symbolic} = {concrete}" if symbolic else f"{role} {name} = {concrete}")
 
 

@@ -1,4 +1,9 @@
-"""Reading jaxtyping annotations into a tree of tensor specs, and evaluating their dims.
+"""Dims: reading jaxtyping annotations into a tree of tensor specs, evaluating dims, writing shapes.
+
+The one place for each: `parse` (annotations -> `Leaf`/`TupleNode`/`DictNode` trees),
+`evaluate` (a contract dim such as `hidden_dim+context_dim` at the symbols' values),
+`axis_value` (an axis as a message writes it: `D=36`, `#B`, `H/8`) and `format_shape`
+(`[B, T, 64]`, `[8, ?, 64]`).
 
 A contract's signature is written with jaxtyping (`Float[Tensor, "B hidden_dim+context_dim"]`),
 `NamedTuple` / `TypedDict` records for tuple and dict returns, and `Annotated[..., "name"]`
@@ -8,8 +13,10 @@ and `DictNode` trees that the validator walks entry by entry.
 
 import ast
 import functools
+import re
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Union
 
@@ -30,7 +37,7 @@ class Leaf:
 
     @property
     def symbolic(self) -> str:
-        return "[" + ", ".join(self.dims) + "]"
+        return format_shape(self.dims)
 
     def accepts_dtype(self, dtype: torch.dtype) -> bool:
         return self.dtype == "any" or str(dtype).removeprefix("torch.") in self.dtypes
@@ -129,6 +136,12 @@ def leaves(node: Node) -> list[Leaf]:
 
 # --- dims -----------------------------------------------------------------------------------
 _OPS = (ast.Add, ast.Sub, ast.Mult, ast.FloorDiv)
+_AXIS_OPS = (*_OPS, ast.Div, ast.UnaryOp, ast.USub, ast.UAdd)  # what a message's axis may also write
+_NODES = (ast.Expression, ast.BinOp, ast.Name, ast.Load, ast.Constant)
+
+
+class DimError(ValueError):
+    """A dim expression aimespec cannot evaluate (only + - * // of names and integers)."""
 
 
 @functools.cache
@@ -136,31 +149,75 @@ def dim_names(dim: str) -> tuple[str, ...]:
     """The symbol names a dim mentions (`hidden_dim+context_dim` -> both)."""
     if dim.isdigit():
         return ()
-    tree = ast.parse(dim, mode="eval")
+    try:
+        tree = ast.parse(dim, mode="eval")
+    except SyntaxError as exc:
+        raise DimError(f"unsupported dim expression {dim!r}") from exc
     return tuple(dict.fromkeys(n.id for n in ast.walk(tree) if isinstance(n, ast.Name)))
 
 
 @functools.cache
-def _compiled(dim: str) -> Any:
-    tree = ast.parse(dim, mode="eval")
+def _compiled(dim: str, axis: bool = False) -> Any:
+    try:
+        tree = ast.parse(dim, mode="eval")
+    except SyntaxError as exc:
+        raise DimError(f"unsupported dim expression {dim!r}") from exc
+    allowed = (*_NODES, *(_AXIS_OPS if axis else _OPS))
     for node in ast.walk(tree):
-        allowed = (ast.Expression, ast.BinOp, ast.Name, ast.Load, ast.Constant, *_OPS)
-        if not isinstance(node, allowed):
-            raise ValueError(f"unsupported dim expression {dim!r}")
+        if not isinstance(node, allowed) or (isinstance(node, ast.Constant) and type(node.value) is not int):
+            raise DimError(f"unsupported dim expression {dim!r}")
     return compile(tree, f"<dim {dim}>", "eval")
 
 
-def evaluate(dim: str, values: dict[str, int]) -> int | None:
-    """The dim's value under `values`, or None when a name in it is not bound yet."""
+def _value(dim: str, values: dict[str, int], axis: bool) -> int | None:
     if dim.isdigit():
         return int(dim)
     if dim in values:
         return values[dim]
+    code = _compiled(dim, axis)  # unsupported syntax raises, bound or not
     names = dim_names(dim)
     if any(n not in values for n in names):
         return None
-    return int(eval(_compiled(dim), {"__builtins__": {}}, {n: values[n] for n in names}))
+    value = eval(code, {"__builtins__": {}}, {n: values[n] for n in names})
+    if isinstance(value, float):  # `/` in a message's axis: a size only when it divides evenly
+        return int(value) if value.is_integer() else None
+    return int(value)
+
+
+def evaluate(dim: str, values: dict[str, int]) -> int | None:
+    """A contract dim's value under `values`, or None when a name in it is not bound yet.
+
+    Raises `DimError` (a ValueError) for anything but + - * // of names and integers.
+    """
+    return _value(dim, values, axis=False)
+
+
+def axis_value(axis: str, values: dict[str, int]) -> int | None:
+    """The size an axis in a message stands for (`768`, `D=36`, `#B`, `hidden_dim+context_dim`, `H/8`).
+
+    None when it names an unknown symbol or is no integer expression: a message is read, never trusted.
+    """
+    axis = axis.lstrip("#_?")
+    if "=" in axis:
+        axis = axis.split("=", 1)[1]
+    try:
+        return _value(axis.strip(), values, axis=True)
+    except (DimError, ZeroDivisionError, SyntaxError):
+        return None
 
 
 def is_plain(dim: str) -> bool:
     return dim.isidentifier()
+
+
+def substitute(expr: str, values: dict[str, int]) -> str:
+    """The expression with each symbol written as its value, spacing kept (`D + A` -> `36 + 6`)."""
+    return _NAME.sub(lambda m: str(values[m.group(0)]) if m.group(0) in values else m.group(0), expr)
+
+
+def format_shape(shape: Iterable[int | str | None]) -> str:
+    """A shape as messages write it: `[B, T, 64]`, `[8, ?, 64]` (None: not known)."""
+    return "[" + ", ".join("?" if s is None else str(s) for s in shape) + "]"
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")

@@ -7,7 +7,8 @@ symbols against the config, then the value invariants, and returns *all* violati
 
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
 import torch
@@ -15,22 +16,42 @@ from beartype.door import is_bearable
 
 from aimespec.core.config import AimeConfig
 from aimespec.core.contract import MethodContract
-from aimespec.core.dims import DictNode, Leaf, Node, Other, TupleNode, dim_names, evaluate, is_plain
+from aimespec.core.dims import DictNode, Leaf, Node, Other, TupleNode, dim_names, evaluate, format_shape, is_plain
 from aimespec.core.invariants import check_value
 from aimespec.core.symbols import bound_values
 
 
-@dataclass
+class ViolationKind(StrEnum):
+    """What kind of promise a call broke."""
+
+    SHAPE = "shape"  # the right number of axes, a size off
+    RANK = "rank"  # another number of axes
+    DTYPE = "dtype"  # another dtype family
+    TYPE = "type"  # not a tensor, not a tuple or mapping of the contract's length / keys, a wrong Python type
+    MISSING = "missing"  # a key or method the contract requires is absent
+    VALUE = "value"  # a value invariant (a simplex, a range, finiteness)
+    EXCEPTION = "exception"  # the call raised
+    TIMEOUT = "timeout"  # the call did not return in time
+    CONSTRUCTOR = "constructor"  # building the component raised
+
+
+@dataclass(frozen=True, kw_only=True)
 class Violation:
-    """One broken promise: which tensor, what was expected (symbolic and concrete), what came."""
+    """One broken promise: which tensor, what was expected (symbolic and concrete), what came.
+
+    Frozen: the call context (`batch`, `seq_len`, `seed`, `where`) and the documented error are
+    attached with `dataclasses.replace` (`at`, `explained_as`). `dims` carries the contract's axes
+    as structure, so nothing downstream reads them back out of `expected` or `message`.
+    """
 
     contract: str
     tensor: str
-    kind: str  # shape | rank | dtype | type | missing | value | exception | timeout | constructor
-    expected: str
-    expected_shape: list[int] | None
-    got: list[int] | None
+    kind: ViolationKind
     message: str
+    expected: str = ""  # the symbolic shape as written, `[B, hidden_dim]` ("" when no tensor was expected)
+    expected_shape: list[int] | None = None  # its sizes at this call, -1 where unknown
+    got: list[int] | None = None
+    dims: tuple[str, ...] = ()  # the contract's axes (`("B", "hidden_dim")`)
     bindings: dict[str, int] = field(default_factory=dict)
     documented_error: int | None = None
     fix: str | None = None
@@ -39,8 +60,27 @@ class Violation:
     seq_len: int | None = None
     seed: int | None = None
 
+    def __post_init__(self) -> None:  # a plain string names its kind too ("value"), checked here
+        object.__setattr__(self, "kind", ViolationKind(self.kind))
+
+    def at(self, batch: int | None, seq_len: int | None, seed: int | None, where: str | None = None) -> "Violation":
+        """This violation at one call: its (B, T), seed and, where not known yet, its file:line."""
+        return replace(self, batch=batch, seq_len=seq_len, seed=seed, where=self.where or where)
+
+    def explained_as(self, error: int | None, fix: str | None) -> "Violation":
+        """This violation read as documented error `error` with its fix (a fix already given stays)."""
+        return replace(self, documented_error=error, fix=self.fix or fix)
+
+    @property
+    def expected_sizes(self) -> list[int | None]:
+        """`expected_shape` with None where a size is unknown."""
+        return [None if s == -1 else s for s in self.expected_shape or []]
+
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["kind"] = self.kind.value
+        out["dims"] = list(self.dims)
+        return out
 
 
 class Bindings:
@@ -74,12 +114,8 @@ class Bindings:
         return {n: self.values[n] for n in dict.fromkeys(names) if n in self.values}
 
 
-def _fmt_shape(shape: list[int | None] | tuple[int, ...]) -> str:
-    return "[" + ", ".join("?" if s is None else str(s) for s in shape) + "]"
-
-
 def _expected_text(leaf: Leaf, shape: list[int | None]) -> str:
-    return f"{leaf.symbolic} = {_fmt_shape(shape)}" if leaf.dims else "a 0-dim tensor (scalar)"
+    return f"{leaf.symbolic} = {format_shape(shape)}" if leaf.dims else "a 0-dim tensor (scalar)"
 
 
 def _or_minus_one(shape: list[int | None]) -> list[int]:
@@ -128,7 +164,6 @@ class CallChecker:
         self.cfg = cfg
         self.values = values
         self.bindings = Bindings(cfg, contract.free_symbols(), initial)
-        self.violations: list[Violation] = []
 
     # --- public steps -------------------------------------------------------------------
     def check_inputs(self, arguments: Mapping[str, Any]) -> list[Violation]:
@@ -142,17 +177,14 @@ class CallChecker:
         for p in self.contract.params:
             present = p.name in arguments
             pairs.extend(_walk(p.node, arguments.get(p.name), present))
-        found += self._check_nodes(pairs, is_input=True)
-        self.violations += found
+        found += self._check_nodes(pairs)
         return found
 
     def check_outputs(self, result: Any) -> list[Violation]:
-        found = self._check_nodes(list(_walk(self.contract.returns, result)), is_input=False)
-        self.violations += found
-        return found
+        return self._check_nodes(list(_walk(self.contract.returns, result)))
 
     # --- internals ------------------------------------------------------------------------
-    def _check_nodes(self, nodes: list[tuple[Node, Any, bool]], is_input: bool) -> list[Violation]:
+    def _check_nodes(self, nodes: list[tuple[Node, Any, bool]]) -> list[Violation]:
         found: list[Violation] = []
         tensor_pairs = [(n, v) for n, v, present in nodes if isinstance(n, Leaf) and present]
         self.bindings.bind_majority(tensor_pairs)
@@ -172,13 +204,13 @@ class CallChecker:
             found += self._check_invariants([n for n in nodes if n[0].path not in failed])
         return found
 
-    def _violation(self, leaf: Leaf | None, path: str, kind: str, got: list[int] | None, text: str,
-                   expected: str = "", expected_shape: list[int] | None = None) -> Violation:
-        mentioned = self.bindings.mentioned(leaf) if leaf is not None else {}
+    def _violation(self, leaf: Leaf | None, path: str, kind: ViolationKind, got: list[int] | None, text: str,
+                   expected_shape: list[int] | None = None) -> Violation:
         return Violation(
-            contract=self.contract.name, tensor=path, kind=kind, expected=expected,
-            expected_shape=expected_shape, got=got, message=f"{self.contract.name}: {text}",
-            bindings=mentioned,
+            contract=self.contract.name, tensor=path, kind=kind, message=f"{self.contract.name}: {text}",
+            expected=leaf.symbolic if leaf is not None else "",
+            expected_shape=expected_shape, got=got, dims=leaf.dims if leaf is not None else (),
+            bindings=self.bindings.mentioned(leaf) if leaf is not None else {},
         )
 
     def _check_leaf(self, leaf: Leaf, value: Any, present: bool) -> Violation | None:
@@ -186,14 +218,14 @@ class CallChecker:
             return None
         expected_shape = self.bindings.concrete(leaf)
         if not present:
-            return self._violation(leaf, leaf.path, "missing", None,
+            return self._violation(leaf, leaf.path, ViolationKind.MISSING, None,
                                    f"{leaf.path} is missing from the returned mapping "
                                    f"(expected {_expected_text(leaf, expected_shape)})",
-                                   leaf.symbolic, _or_minus_one(expected_shape))
+                                   _or_minus_one(expected_shape))
         if not isinstance(value, torch.Tensor):
-            return self._violation(leaf, leaf.path, "type", None,
+            return self._violation(leaf, leaf.path, ViolationKind.TYPE, None,
                                    f"{leaf.path} expected a tensor {_expected_text(leaf, expected_shape)}, "
-                                   f"got {type(value).__name__}", leaf.symbolic, _or_minus_one(expected_shape))
+                                   f"got {type(value).__name__}", _or_minus_one(expected_shape))
         got = list(value.shape)
         if value.dim() != len(leaf.dims):
             lead = leaf.dims[0] if leaf.dims else ""
@@ -202,13 +234,13 @@ class CallChecker:
                 expected_shape = self.bindings.concrete(leaf)
             bound = _fmt_bindings(self.bindings.mentioned(leaf))
             text = (f"{leaf.path} expected {len(leaf.dims)} dims {_expected_text(leaf, expected_shape)}, "
-                    f"got {value.dim()} dims {_fmt_shape(got)}" + (f" ({bound})" if bound else ""))
-            return self._violation(leaf, leaf.path, "rank", got, text, leaf.symbolic, _or_minus_one(expected_shape))
+                    f"got {value.dim()} dims {format_shape(got)}" + (f" ({bound})" if bound else ""))
+            return self._violation(leaf, leaf.path, ViolationKind.RANK, got, text, _or_minus_one(expected_shape))
         if not leaf.accepts_dtype(value.dtype):
             family = {"float": "a floating-point", "int": "an integer", "bool": "a boolean"}[leaf.dtype]
-            return self._violation(leaf, leaf.path, "dtype", got,
+            return self._violation(leaf, leaf.path, ViolationKind.DTYPE, got,
                                    f"{leaf.path} expected {family} tensor {leaf.symbolic}, got {value.dtype}",
-                                   leaf.symbolic, _or_minus_one(expected_shape))
+                                   _or_minus_one(expected_shape))
         mismatched = False
         for i, (dim, size) in enumerate(zip(leaf.dims, got, strict=True)):
             want = expected_shape[i]
@@ -223,9 +255,9 @@ class CallChecker:
         if mismatched:
             final = [e if e is not None else g for e, g in zip(self.bindings.concrete(leaf), got, strict=True)]
             bound = _fmt_bindings(self.bindings.mentioned(leaf))
-            text = (f"{leaf.path} expected {leaf.symbolic} = {_fmt_shape(final)}, got {_fmt_shape(got)}"
+            text = (f"{leaf.path} expected {leaf.symbolic} = {format_shape(final)}, got {format_shape(got)}"
                     + (f" ({bound})" if bound else ""))
-            return self._violation(leaf, leaf.path, "shape", got, text, leaf.symbolic, final)
+            return self._violation(leaf, leaf.path, ViolationKind.SHAPE, got, text, final)
         return None
 
     def _check_tuple(self, node: TupleNode, value: Any, present: bool) -> Violation | None:
@@ -234,8 +266,8 @@ class CallChecker:
         if not isinstance(value, (tuple, list)) or len(value) != len(node.items):
             what = f"a {type(value).__name__} of {len(value)}" if isinstance(value, (tuple, list)) else type(
                 value).__name__
-            names = ", ".join(_node_name(i) for i in node.items)
-            return self._violation(None, node.path, "type", None,
+            names = ", ".join(i.path for i in node.items)
+            return self._violation(None, node.path, ViolationKind.TYPE, None,
                                    f"{node.path} expected a tuple of {len(node.items)} ({names}), got {what}")
         return None
 
@@ -244,7 +276,7 @@ class CallChecker:
             return None
         if not _is_mapping(value):
             keys = ", ".join(k for k, _, _ in node.entries)
-            return self._violation(None, node.path, "type", None,
+            return self._violation(None, node.path, ViolationKind.TYPE, None,
                                    f"{node.path} expected a mapping with keys {keys}, got {type(value).__name__}")
         return None
 
@@ -252,7 +284,7 @@ class CallChecker:
         if not present or node.hint is Any or (value is None and node.optional):
             return None
         if not is_bearable(value, node.hint):
-            return self._violation(None, node.path, "type", None,
+            return self._violation(None, node.path, ViolationKind.TYPE, None,
                                    f"{node.path} expected {getattr(node.hint, '__name__', node.hint)}, "
                                    f"got {type(value).__name__}")
         return None
@@ -266,19 +298,15 @@ class CallChecker:
                 problem = check_value(inv, value, node.dims, self.bindings.values)
                 if problem:
                     shape = list(value.shape)
-                    found.append(self._violation(node, node.path, "value", shape, f"{node.path} {problem}",
-                                                 node.symbolic, shape))
+                    found.append(self._violation(node, node.path, ViolationKind.VALUE, shape, f"{node.path} {problem}",
+                                                 shape))
         return found
 
 
-def _node_name(node: Node) -> str:
-    return node.path
-
-
-def exception_violation(contract: str, kind: str, exc: BaseException) -> Violation:
+def exception_violation(contract: str, kind: ViolationKind | str, exc: BaseException) -> Violation:
     """A violation for an exception (kind `exception`) or a raising constructor (`constructor`)."""
     text = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
-    what = "the constructor raised" if kind == "constructor" else "raised"
-    tensor = "(constructor)" if kind == "constructor" else "(call)"
-    return Violation(contract=contract, tensor=tensor, kind=kind, expected="", expected_shape=None, got=None,
+    constructor = kind == ViolationKind.CONSTRUCTOR
+    what = "the constructor raised" if constructor else "raised"
+    return Violation(contract=contract, tensor="(constructor)" if constructor else "(call)", kind=kind,
                      message=f"{contract}: {what} {text}")

@@ -7,7 +7,6 @@ and its shapes checked (`fix_verified`). Where the config makes the WRONG code *
 (e.g. `T = 1`, so `B*T = B`), the diagnosis says so instead of pretending.
 """
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from einops import rearrange
 from torch import nn
 
 from aimespec.core.config import AimeConfig
+from aimespec.core.dims import evaluate, format_shape, is_plain, substitute
 from aimespec.core.symbols import symbol_values
 from aimespec.explain.documented import DocumentedError, documented_error, documented_errors
 from aimespec.explain.engine import explain
@@ -63,21 +63,17 @@ class _Algebra:
         self.v = symbol_values(cfg, B, T)
 
     def val(self, expr: str) -> int:
-        return sum(math.prod(self._atom(a) for a in term.split("*")) for term in expr.replace(" ", "").split("+"))
-
-    def _atom(self, atom: str) -> int:
-        return int(atom) if atom.isdigit() else self.v[atom]
+        value = evaluate(expr, self.v)
+        assert value is not None, f"{expr} names a symbol the table lacks"
+        return value
 
     def eq(self, expr: str) -> str:
-        parts = [a for term in expr.replace(" ", "").split("+") for a in term.split("*")]
-        if len(parts) == 1:
+        if is_plain(expr):
             return f"{self.val(expr)} = {expr}"
-        terms = expr.replace(" ", "").split("+")
-        numbers = " + ".join("*".join(str(self._atom(a)) for a in t.split("*")) for t in terms)
-        return f"{self.val(expr)} = {expr} = {numbers}"
+        return f"{self.val(expr)} = {expr} = {substitute(expr, self.v)}"
 
     def shape(self, *exprs: str) -> str:
-        return f"[{', '.join(exprs)}] = [{', '.join(str(self.val(e)) for e in exprs)}]"
+        return f"{format_shape(exprs)} = {format_shape(self.val(e) for e in exprs)}"
 
 
 @dataclass

@@ -11,14 +11,16 @@ so it works at any config.
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from aimespec.core.config import AimeConfig
 from aimespec.core.symbols import symbol_values
+from aimespec.core.validate import Violation
 from aimespec.explain.algebra import Algebra
 from aimespec.explain.documented import documented_error
-from aimespec.explain.messages import Clash, Finding, parse
+from aimespec.explain.messages import Clash, Finding, from_violation, parse
 
 
 @dataclass(frozen=True)
@@ -238,7 +240,18 @@ def bounded(text: str) -> tuple[str, str]:
 def explain(text: str, cfg: AimeConfig, batch: int | None = None, seq_len: int | None = None) -> Explanation:
     """Explain a PyTorch shape error message (or a whole traceback) at `cfg`."""
     text, note = bounded(text)
-    findings = parse(text)
+    return _explain(text, parse(text), cfg, batch, seq_len, note)
+
+
+def explain_violations(violations: Sequence[Violation], cfg: AimeConfig, batch: int | None = None,
+                       seq_len: int | None = None) -> Explanation:
+    """Explain aimespec's own violations from their structure (axes, sizes, bindings), never their text."""
+    findings = [f for f in map(from_violation, violations) if f is not None]
+    return _explain("\n".join(v.message for v in violations), findings, cfg, batch, seq_len)
+
+
+def _explain(text: str, findings: list[Finding], cfg: AimeConfig, batch: int | None, seq_len: int | None,
+             note: str = "") -> Explanation:
     hinted = {k: val for f in findings for k, val in f.bindings.items() if k in ("B", "T")}
     B = batch if batch is not None else hinted.get("B", cfg.batch_size)
     T = seq_len if seq_len is not None else hinted.get("T", cfg.sequence_length)
@@ -298,4 +311,4 @@ def _write(findings: list[Finding], numbers: dict[str, list[str]], matches: list
     return "\n".join(lines)
 
 
-__all__ = ["Explanation", "Match", "explain"]
+__all__ = ["Explanation", "Match", "explain", "explain_violations"]

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from aimespec.core.config import AimeConfig
+from aimespec.core.errors import ContractViolation
 from aimespec.core.symbols import symbol_values
-from aimespec.core.validate import Violation
+from aimespec.core.validate import Violation, ViolationKind
 from aimespec.explain.values import Advice
 
 # An explanation's best match counts as the finding's documented error from this score on.
@@ -69,9 +70,9 @@ class Finding:
 # --- documented errors from shapes ------------------------------------------------------------
 def shape_documented_error(v: Violation, cfg: AimeConfig, B: int | None, T: int | None) -> int | None:
     """Which documented error a shape/rank violation is, read from its symbolic dims."""
-    if v.kind not in ("shape", "rank") or v.got is None or not v.expected.startswith("["):
+    if v.kind not in (ViolationKind.SHAPE, ViolationKind.RANK) or v.got is None or not v.dims:
         return None
-    dims = [d.strip() for d in v.expected.strip("[]").split(",") if d.strip()]
+    dims = list(v.dims)
     values = symbol_values(cfg, B, T)
     values.update({k: int(x) for k, x in v.bindings.items()})
     if B is not None:
@@ -137,12 +138,19 @@ class Explained:
     numbers: dict[str, str] | None = None  # each number of the message -> its best reading
 
 
-def explain_exception(text: str, cfg: AimeConfig, B: int | None, T: int | None) -> Explained:
-    """The documented error and the numbers' readings for a PyTorch error message."""
-    try:  # the explainer must never turn a finding into a crash
-        from aimespec.explain.engine import explain
+def explain_exception(exc: BaseException, cfg: AimeConfig, B: int | None, T: int | None) -> Explained:
+    """The documented error and the numbers' readings for an exception raised in the user's code.
 
-        result = explain(text, cfg, batch=B, seq_len=T)
+    A `ContractViolation` (a checked component inside the user's code) is read from its
+    violations' structure; any other exception from its message, as PyTorch wrote it.
+    """
+    try:  # the explainer must never turn a finding into a crash
+        from aimespec.explain.engine import explain, explain_violations
+
+        if isinstance(exc, ContractViolation):
+            result = explain_violations(exc.violations, cfg, batch=B, seq_len=T)
+        else:
+            result = explain(f"{type(exc).__name__}: {exc}", cfg, batch=B, seq_len=T)
     except Exception as exc:  # say so: a silent empty explanation would hide a bug of ours
         return Explained(reason=f"aimespec's explainer failed on this message ({type(exc).__name__}: {exc})")
     matches = list(getattr(result, "matches", []) or [])

@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from aimespec.core.dims import axis_value
 from aimespec.core.symbols import kind_of
+from aimespec.core.validate import Violation, ViolationKind
 from aimespec.explain.algebra import Algebra, read_kind
 
 
@@ -43,7 +45,7 @@ class Finding:
         if self.dims is None or self.got_shape is None:
             return
         scope = {**values, **self.own}
-        _clashes_by_axis(self, [_evaluate(d, scope) for d in self.dims], self.got_shape, self.dims)
+        _clashes_by_axis(self, [axis_value(d, scope) for d in self.dims], self.got_shape, self.dims)
         self.dims = None
 
     def numbers(self) -> Iterator[tuple[int, str, frozenset[str]]]:
@@ -105,24 +107,6 @@ def _ints(text: str) -> list[int]:
 
 def _symbols_in(dim: str) -> frozenset[str]:
     return frozenset(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", dim))
-
-
-def _evaluate(dim: str, scope: dict[str, int]) -> int | None:
-    """The size a jaxtyping axis stands for: `768`, `D=36`, `hidden_dim+context_dim`, `K-1`."""
-    dim = dim.lstrip("#_?")
-    if "=" in dim:
-        dim = dim.split("=", 1)[1]
-    names = re.findall(r"[A-Za-z_][A-Za-z_0-9]*", dim)
-    if any(n not in scope for n in names):
-        return None
-    arithmetic = re.sub(r"[A-Za-z_][A-Za-z_0-9]*", lambda m: str(scope[m.group(0)]), dim)
-    if not re.fullmatch(r"[\d+\-*/() ]+", arithmetic) or "**" in arithmetic or len(arithmetic) > 64:
-        return None
-    try:
-        value = eval(arithmetic, {"__builtins__": {}}, {})  # digits, + - * / and brackets only (checked above)
-    except (SyntaxError, ZeroDivisionError):
-        return None
-    return int(value) if float(value).is_integer() else None
 
 
 def _role_of(dim: str) -> str:
@@ -287,6 +271,21 @@ def _p_contract(m: re.Match[str]) -> Finding:
         f.shape(got)
     else:
         _clashes_by_axis(f, expected, got, dims)
+    return f
+
+
+def from_violation(v: Violation) -> Finding | None:
+    """The evidence in one of aimespec's own shape or rank violations, read from its structure."""
+    if v.kind not in (ViolationKind.SHAPE, ViolationKind.RANK) or not v.dims or v.got is None:
+        return None
+    got = list(v.got)
+    f = Finding("contract", v.message, got_shape=got)
+    f.bindings = {k: n for k, n in v.bindings.items() if k in ("B", "T")}
+    if v.kind == ViolationKind.RANK:
+        f.rank = (len(v.dims), len(got))
+        f.shape(got)
+    else:
+        _clashes_by_axis(f, v.expected_sizes, got, list(v.dims))
     return f
 
 

@@ -16,7 +16,7 @@ from aimespec.core.contract import MethodContract, resolve
 from aimespec.core.dims import DictNode, Leaf, Node, Other, TupleNode, evaluate
 from aimespec.core.errors import ContractViolation
 from aimespec.core.symbols import symbol_values
-from aimespec.core.validate import CallChecker, Violation, exception_violation
+from aimespec.core.validate import CallChecker, Violation, ViolationKind, exception_violation
 
 
 @dataclass
@@ -172,7 +172,7 @@ def hold(
         try:
             obj = build(obj_or_cls, cfg)
         except Exception as exc:  # a broken constructor is a finding, not a crash
-            return [_exception_violation(contract, "constructor", exc, B, T, seed)]
+            return [exception_violation(contract.name, ViolationKind.CONSTRUCTOR, exc).at(B, T, seed)]
     else:
         obj = obj_or_cls
     inputs = make_inputs(contract, cfg, B, T, seed, device)
@@ -182,16 +182,7 @@ def hold(
     except ContractViolation as exc:  # the object checks itself (a reference component)
         found = exc.violations
     except Exception as exc:
-        found = [_exception_violation(contract, "exception", exc, B, T, seed)]
+        found = [exception_violation(contract.name, ViolationKind.EXCEPTION, exc)]
     else:
         found = checker.check_outputs(result)
-    for v in found:
-        v.batch, v.seq_len, v.seed = B, T, seed
-    return found
-
-
-def _exception_violation(contract: MethodContract, kind: str, exc: BaseException, B: int, T: int,
-                         seed: int) -> Violation:
-    v = exception_violation(contract.name, kind, exc)
-    v.batch, v.seq_len, v.seed = B, T, seed
-    return v
+    return [v.at(B, T, seed) for v in found]
