@@ -74,6 +74,6 @@ def test_the_algebra_reads_its_atoms_from_the_table():
         atom = atoms[s.name]
         assert atom.order == s.written and atom.cost == s.rarity
         assert atom.uses == frozenset(s.factors)
-    assert atoms["C"].kind == "width" and atoms["num_codes"].kind == "count"  # how the algebra reads them
+    assert atoms["C"].kind == "channel" and atoms["num_codes"].kind == "count"  # how the algebra reads them
     # N is made of H_att and W_att: never written beside either of them in one product
     assert not any("N" in e.text.split("*") and "H_att" in e.text for e in algebra.expressions(21 * 441))

@@ -1,63 +1,93 @@
-"""The number algebra behind `--explain`: every size as sums and products of the config's symbols.
+"""The number algebra behind `--explain`: every size written soundly in the config's symbols.
 
-`768 = hidden_dim + context_dim = 512 + 256`, `128 = B*T`, `1080 = 2*K*D`: up to three symbols or
-derived sizes, small integer factors allowed, ranked by plausibility and by the role a message
-gives the number.
+A decomposition is only ever built the way sizes really arise in a model (SPEC's soundness
+rule), from the symbol table's kinds:
+
+- a *product* of axes one tensor flattens together: at most one batch, time, count and
+  width/channel axis each, and space as one axis or one grid's two axes (`H*W`, `H_t*W_t`,
+  never `H*H_t`), times a small integer factor (`2*K*D`: means and log-variances);
+- a *sum* only of feature widths the model concatenates (`hidden_dim + context_dim`,
+  `D + context_dim + A`, `C + context_dim`, or part of one: a forgotten input);
+- `K-1` (the sticks), and the encoder's strides (`H/2`, ..., the token stride is `H_t`).
+
+Nothing else: never a sum of a batch, time or spatial size with anything. A number that has
+no such reading has none (the explanation then says it is no size of this config). Readings
+are ranked by cost (how many parts, how rare) less a bonus for fitting the role the message
+gives the number (a view's first axis is batch-like, a Linear's in_features is a width).
 """
 
+import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aimespec.core.config import AimeConfig
 from aimespec.core.symbols import Kind, in_written_order
 
+# How the algebra reads each kind of the symbol table (a code book counts entries).
+_READ_AS: dict[Kind, str] = {Kind.CODEBOOK: "count"}
 
-# --- the number algebra: sums and products of up to three symbols or derived sizes ------------------
-@dataclass(frozen=True)
-class _Atom:
-    name: str  # as written: "hidden_dim", "H_t*W_t", "K-1", "H/8"
-    value: int
-    kind: str  # batch | time | width | spatial | count
-    cost: float  # 0 for the seed's own symbols; more for derived sizes and the W-aliases of H
-    shown: str  # its value as written in a decomposition ("8*8" for H_t*W_t)
-    uses: frozenset[str]  # the symbols it is made of (never repeated within one expression)
-    order: int  # position in a product (batch first, then counts, widths, space)
-    grouped: bool = False  # needs parentheses inside a product ("(K-1)")
-
-
-# How the algebra reads each kind of the symbol table: image channels as a width, a code book as a count.
-_READ_AS: dict[Kind, str] = {Kind.CHANNEL: "width", Kind.CODEBOOK: "count"}
+# The feature widths the model concatenates (SPEC's soundness rule): a sum is one of these
+# or part of one (two or more of its widths: an input forgotten or added twice is a real bug).
+CONCATENATED: tuple[tuple[str, ...], ...] = (
+    ("hidden_dim", "context_dim"),  # the prior's and the attention schema's input h_t || c_t
+    ("D", "context_dim", "A"),  # the LSTM's input z_t || c_t || a_t
+    ("C", "context_dim"),  # an image with the context broadcast over it
+)
+FACTORS = (2,)  # the small integer factor a product may carry (2*K*D: means and log-variances)
+_PARTIAL_COST = 0.6  # a sum that is part of a concatenation (a forgotten width) is less likely
+_LONE_SPACE_COST = 0.7  # one spatial axis flattened with others (`B*attention_dim*H_att`)
+_FACTOR_COST = 1.5
+MAX_SIZE = 10**12  # larger numbers are no tensor size: not decomposed (a huge number stays cheap)
+# role -> the kinds of atom that fit it
+_ROLE_KINDS = {"features": {"width", "channel"}, "out": {"width", "count"}, "spatial": {"spatial"},
+               "time": {"time"}, "channel": {"channel", "width"}, "count": {"count"}}
 
 
 def read_kind(kind: Kind) -> str:
-    """The algebra's kind of a symbol kind: batch | time | width | spatial | count."""
+    """The algebra's kind of a symbol kind: batch | time | count | width | channel | spatial."""
     return _READ_AS.get(kind, kind.value)
 
 
-# sums read in the seed's order: hidden_dim + context_dim, D + context_dim + A
-_SUM_ORDER = {"hidden_dim": 0, "D": 1, "context_dim": 2, "A": 3}
-_ROLE_KINDS = {"features": {"width"}, "out": {"width", "count"}, "spatial": {"spatial"}, "time": {"time"}}
+@dataclass(frozen=True)
+class _Atom:
+    name: str  # as written: "hidden_dim", "K-1", "H/8"
+    value: int
+    kind: str  # batch | time | count | width | channel | spatial
+    cost: float  # the symbol's rarity; more for derived sizes
+    shown: str  # its value as written in a decomposition
+    uses: frozenset[str]  # the symbols it is made of (never repeated within one expression)
+    order: int  # position in a product (batch first, then time, counts, widths, space)
+    grouped: bool = False  # needs parentheses inside a product ("(K-1)")
+    grid: str = ""  # spatial atoms: the grid it is an axis of ("H", "H_att", "H_t", "H/2")
+    axis: str = ""  # "h" | "w" | "hw" (a flattened grid, N)
 
 
 def _atoms(cfg: AimeConfig, v: dict[str, int]) -> list[_Atom]:
-    atoms = [_Atom(s.name, v[s.name], read_kind(s.kind), s.rarity, str(v[s.name]), frozenset(s.factors), s.written)
-             for s in in_written_order() if v.get(s.name, 0) >= 1]
+    atoms: list[_Atom] = []
+    grids = {"H": ("H", "h"), "W": ("H", "w"), "H_att": ("H_att", "h"), "W_att": ("H_att", "w"),
+             "H_t": ("H_t", "h"), "W_t": ("H_t", "w"), "N": ("H_att", "hw")}
+    for s in in_written_order():
+        if v.get(s.name, 0) >= 1:
+            grid, axis = grids.get(s.name, ("", ""))
+            atoms.append(_Atom(s.name, v[s.name], read_kind(s.kind), s.rarity, str(v[s.name]), frozenset(s.factors),
+                               s.written, grid=grid, axis=axis))
     order = {a.name: a.order for a in atoms}
-    K, D, Ht, H = v["K"], v["D"], v["H_t"], v["H"]
-    atoms += [
-        _Atom("2*K*D", 2 * K * D, "width", 0.5, f"2*{K}*{D}", frozenset({"K", "D"}), order["K"]),
-        _Atom("K-1", K - 1, "count", 0.3, f"{K}-1", frozenset({"K"}), order["K"], grouped=True),
-        _Atom("H_t*W_t", Ht * v["W_t"], "spatial", 0.4, f"{Ht}*{v['W_t']}", frozenset({"H_t", "W_t"}), order["H_t"]),
-    ]
-    for k in range(1, len(cfg.vae_channels) + 1):  # the VAE's feature-map sizes H / 2^k
-        if H % 2**k == 0 and H // 2**k > 1:
-            atoms.append(_Atom(f"H/{2**k}", H // 2**k, "spatial", 0.5, f"{H}/{2**k}", frozenset({"H"}),
-                               order["H"], grouped=True))
-    return [a for a in atoms if a.value >= 1]
+    if v["K"] > 2:
+        atoms.append(_Atom("K-1", v["K"] - 1, "count", 0.3, f"{v['K']}-1", frozenset({"K"}), order["K"], grouped=True))
+    H = v["H"]
+    for k in range(1, len(cfg.vae_channels) + 1):  # the encoder's / decoder's feature maps H / 2^k
+        s = 2**k
+        if H % s == 0 and H // s > 1 and H // s != v["H_t"]:
+            for name, axis, extra in (("H", "h", 0.0), ("W", "w", 0.05)):
+                atoms.append(_Atom(f"{name}/{s}", H // s, "spatial", 0.5 + extra, f"{H}/{s}", frozenset({name}),
+                                   order[name], grouped=True, grid=f"H/{s}", axis=axis))
+    return atoms
 
 
 @dataclass(frozen=True)
 class _Expr:
     terms: tuple[tuple[int, tuple[_Atom, ...]], ...]  # a sum of (factor, product of atoms)
+    extra: float = 0.0  # cost beyond the parts (a partial concatenation, a lone spatial axis)
 
     @property
     def atoms(self) -> list[_Atom]:
@@ -82,51 +112,135 @@ class _Expr:
 
     def cost(self) -> float:
         atoms = self.atoms
-        cost = len(atoms) + sum(a.cost for a in atoms) + (1.5 if any(f > 1 for f, _ in self.terms) else 0)
-        if len(self.terms) > 1:
-            kinds = {atoms_[0].kind if len(atoms_) == 1 else "product" for _, atoms_ in self.terms}
-            cost += 0.8 * (len(kinds) > 1) + 0.6 * sum(len(t) > 1 for _, t in self.terms)
-        else:
-            cost += 0.8 * (sum(a.kind == "width" for a in atoms) > 1)
-        return cost
+        factor = max(f for f, _ in self.terms)
+        return (len(atoms) + sum(a.cost for a in atoms) + self.extra
+                + (0 if factor == 1 else _FACTOR_COST if factor == 2 else _FACTOR_COST + 1))
 
     def bonus(self, role: str, prefer: frozenset[str]) -> float:
-        atoms, names = self.atoms, {a.name for a in self.atoms}
+        atoms, kinds = self.atoms, {a.kind for a in self.atoms}
         bonus = 0.75 * sum(a.name in prefer for a in atoms)
-        if role == "batch" and len(self.terms) == 1:
-            bonus += (1.0 if "B" in names else 0) + 0.3 * all(a.kind != "width" for a in atoms)
-        elif role == "numel" and len(self.terms) == 1 and len(atoms) > 1:
-            bonus += 0.5 + 0.5 * all(a.kind != "width" for a in atoms)
+        product = len(self.terms) == 1
+        if role == "batch" and product:
+            bonus += (1.0 if kinds & {"batch"} else 0) + 0.3 * (not kinds & {"width", "channel"})
+        elif role == "numel" and product and len(atoms) > 1:
+            bonus += 0.5 + 0.5 * (not kinds & {"width", "channel"}) + 0.75 * ("batch" in kinds)
+        elif role in ("features", "out") and not product:
+            bonus += 1.0  # a concatenation is a width
         elif role in _ROLE_KINDS:
             bonus += sum(a.kind in _ROLE_KINDS[role] for a in atoms) / len(atoms)
         return bonus
 
 
-def _product(f: int, atoms: list[_Atom]) -> tuple[int, tuple[_Atom, ...]] | None:
+def _sound_product(atoms: tuple[_Atom, ...], factor: int = 1) -> float | None:
+    """The extra cost of a product of these atoms, or None when it is no flattening of one tensor.
+
+    A flattening either starts at the batch axis (`B*T`, `B*K_slots`, `B*attention_dim*H_att`:
+    the leading axes before a Linear's last one) or gathers trailing axes (`K*D`, `C*H*W`,
+    `T_enc*H_t*W_t`). One spatial axis alone only closes a leading run over a width; time
+    without batch only precedes a grid. A grid's two axes count as one part, and a product has
+    at most three parts (SPEC: up to three symbols or derived sizes); a factor goes with two, or
+    three from the batch axis on (`2*B*K*D`).
+    """
+    kinds = [("width" if a.kind == "channel" else a.kind) for a in atoms]
+    if any(kinds.count(k) > 1 for k in _SLOTS):
+        return None
+    space = [a for a in atoms if a.kind == "spatial"]
+    if len(space) > 2 or (len(space) == 2 and (space[0].grid != space[1].grid
+                                               or {space[0].axis, space[1].axis} != {"h", "w"})):
+        return None
     uses = [u for a in atoms for u in a.uses]
     if len(uses) != len(set(uses)):
         return None
-    return f, tuple(sorted(atoms, key=lambda a: a.order))
+    parts = len(atoms) - (len(space) == 2)
+    lone = len(space) == 1 and space[0].axis != "hw" and len(atoms) > 1
+    grid = len(space) == 2 or (len(space) == 1 and space[0].axis == "hw")
+    if parts > 3 or (factor > 1 and (lone or (parts > 2 and "batch" not in kinds))):
+        return None
+    if lone and not ("batch" in kinds and "width" in kinds):
+        return None
+    if "time" in kinds and "batch" not in kinds and not grid:
+        return None
+    return _LONE_SPACE_COST if lone else 0.0
+
+
+_SLOTS = ("batch", "time", "count", "width")  # a product takes at most one atom of each, then space
+
+
+def _options(atoms: list[_Atom]) -> list[list[tuple[_Atom, ...]]]:
+    """Per slot of a product, the atoms (or spatial pairs) it may take; value-1 atoms never multiply."""
+    multi = [a for a in atoms if a.value > 1]
+    slots: list[list[tuple[_Atom, ...]]] = [
+        [(a,) for a in multi if ("width" if a.kind == "channel" else a.kind) == kind] for kind in _SLOTS]
+    space = [a for a in multi if a.kind == "spatial"]
+    pairs = [(h, w) for h in space for w in space if h.grid == w.grid and (h.axis, w.axis) == ("h", "w")]
+    slots.append([(a,) for a in space] + pairs)
+    return slots
+
+
+def _products(slots: list[list[tuple[_Atom, ...]]], n: int) -> list[tuple[_Atom, ...]]:
+    """Every product of at most one option per slot that makes n."""
+    out: list[tuple[_Atom, ...]] = []
+
+    def search(i: int, rest: int, chosen: tuple[_Atom, ...]) -> None:
+        if rest == 1 and len(chosen) > 1:
+            out.append(chosen)
+        if i == len(slots) or rest == 1:
+            return
+        search(i + 1, rest, chosen)
+        for option in slots[i]:
+            value = _prod(a.value for a in option)
+            if rest % value == 0:
+                search(i + 1, rest // value, chosen + option)
+
+    search(0, n, ())
+    return out
+
+
+def _generate(atoms: list[_Atom], slots: list[list[tuple[_Atom, ...]]], n: int) -> list[_Expr]:
+    found: list[_Expr] = [_Expr(((1, (a,)),)) for a in atoms if a.value == n]
+    for f in (1, *FACTORS):
+        if n % f or n // f < 2:
+            continue
+        if f > 1:
+            found += [_Expr(((f, (a,)),)) for a in atoms if a.value == n // f and a.value > 1]
+        for combo in _products(slots, n // f):
+            extra = _sound_product(combo, f)
+            if extra is not None:
+                found.append(_Expr(((f, combo),), extra))
+    named = {a.name: a for a in atoms}
+    sums: set[tuple[str, ...]] = set()
+    for group in CONCATENATED:
+        for size in range(2, len(group) + 1):
+            for part in itertools.combinations(group, size):
+                if part in sums or not all(p in named for p in part):
+                    continue
+                sums.add(part)
+                if sum(named[p].value for p in part) == n:
+                    # a concatenation the model makes is one width: cheaper than its parts
+                    extra = (0.0 if part == group else _PARTIAL_COST) - (size - 1)
+                    found.append(_Expr(tuple((1, (named[p],)) for p in part), extra))
+    return found
+
+
+def _prod(xs: Iterable[int]) -> int:
+    out = 1
+    for x in xs:
+        out *= x
+    return out
 
 
 class Algebra:
-    """Decomposes sizes into the config's symbols, ranked by plausibility and by the roles observed."""
+    """Decomposes sizes into the config's symbols, soundly, ranked by plausibility and by the roles observed."""
 
     def __init__(self, cfg: AimeConfig, values: dict[str, int]) -> None:
         self.atoms = _atoms(cfg, values)
-        self.multi = [a for a in self.atoms if a.value > 1]
-        self.by_value: dict[int, list[_Atom]] = {}
-        for a in self.multi:
-            self.by_value.setdefault(a.value, []).append(a)
-        self.pairs: dict[int, list[tuple[_Atom, _Atom]]] = {}
-        for i, a in enumerate(self.multi):
-            for b in self.multi[i + 1:]:
-                if not a.uses & b.uses:
-                    self.pairs.setdefault(a.value * b.value, []).append((a, b))
+        self._slots = _options(self.atoms)
+        self._cache: dict[int, list[_Expr]] = {}
         self.roles: dict[int, list[tuple[str, frozenset[str]]]] = {}
         self.extra: frozenset[str] = frozenset()
         self.pins: dict[int, str] = {}
-        self._cache: dict[int, list[_Expr]] = {}
+        self.own: dict[int, list[str]] = {}  # readings the message itself prints (`b*t = 8*5`)
+        self.written: dict[int, str] = {}  # numbers the failing code line writes as literals: their labels
 
     def observe(self, n: int, role: str, prefer: frozenset[str] = frozenset()) -> None:
         self.roles.setdefault(n, [])
@@ -136,6 +250,12 @@ class Algebra:
     def observed(self) -> list[int]:
         return list(self.roles)
 
+    def state(self, n: int, reading: str) -> None:
+        """A reading the message itself gives (einops' `{'b': 8, 't': 5}` for 40): listed first."""
+        self.own.setdefault(n, [])
+        if reading not in self.own[n]:
+            self.own[n].append(reading)
+
     def prefer(self, names: frozenset[str], pins: dict[int, str] | None = None) -> None:
         """Read numbers in these symbols from now on; a pinned number's named expression comes first."""
         self.extra = names
@@ -143,55 +263,11 @@ class Algebra:
 
     def expressions(self, n: int) -> list[_Expr]:
         if n not in self._cache:
-            self._cache[n] = self._generate(n)
+            self._cache[n] = _generate(self.atoms, self._slots, n) if 0 < n <= MAX_SIZE else []
         return self._cache[n]
-
-    def _generate(self, n: int) -> list[_Expr]:
-        terms: list[tuple[tuple[int, tuple[_Atom, ...]], ...]] = []
-        for f in (1, 2, 3, 4):
-            if n % f:
-                continue
-            m = n // f
-            terms += [((f, (a,)),) for a in (self.atoms if f == 1 else self.multi) if a.value == m]
-            for a in self.multi:  # products of two and three
-                if m % a.value == 0:
-                    for b in self.by_value.get(m // a.value, []):
-                        if a.order < b.order or (a.order == b.order and a.name < b.name):
-                            terms.append(((f, (a, b)),))
-                    for b, c in self.pairs.get(m // a.value, []) if f == 1 else ():
-                        trio = [a, b, c]
-                        if a.name < min(b.name, c.name):
-                            terms.append(((f, tuple(trio)),))
-        for a in self.multi:  # sums
-            rest = n - a.value
-            for b in self.by_value.get(rest, []):
-                if a.name < b.name:
-                    terms.append(((1, (a,)), (1, (b,))))
-            for b, c in self.pairs.get(rest, []):
-                terms.append(((1, (a,)), (1, (b, c))))
-            for b in self.multi:
-                if a.name < b.name and rest - b.value > 1:
-                    for c in self.by_value.get(rest - b.value, []):
-                        if b.name < c.name:
-                            terms.append(((1, (a,)), (1, (b,)), (1, (c,))))
-        found: dict[str, _Expr] = {}
-        for t in terms:
-            built = [_product(f, list(atoms)) for f, atoms in t]
-            if any(p is None for p in built):
-                continue
-            uses = [u for p in built if p for a in p[1] for u in a.uses]
-            if len(uses) != len(set(uses)):
-                continue
-            ordered = sorted((p for p in built if p), key=lambda p: min(
-                _SUM_ORDER.get(a.name, 10 + a.order) for a in p[1]))
-            e = _Expr(tuple(ordered))
-            if e.text not in found or e.cost() < found[e.text].cost():
-                found[e.text] = e
-        return list(found.values())
 
     def ranked(self, n: int, role: str | None = None) -> list[_Expr]:
         roles = [(role, frozenset())] if role else self.roles.get(n, [("any", frozenset())])
-
         pinned = self.pins.get(n)
 
         def key(e: _Expr) -> tuple[bool, float, int, str]:
@@ -201,8 +277,13 @@ class Algebra:
         return sorted(self.expressions(n), key=key)
 
     def decompose(self, n: int) -> list[str]:
-        return [e.entry() for e in self.ranked(n)]
+        return self.own.get(n, []) + [e.entry() for e in self.ranked(n)]
 
     def best_name(self, n: int, role: str = "any") -> str:
+        if n in self.own:
+            return self.own[n][0].split(" = ")[0]
         ranked = self.ranked(n, None if role == "any" else role)
         return ranked[0].text if ranked else str(n)
+
+
+__all__ = ["CONCATENATED", "Algebra", "read_kind"]

@@ -21,6 +21,7 @@ from aimespec.core.validate import Violation
 from aimespec.explain.algebra import Algebra
 from aimespec.explain.documented import documented_error
 from aimespec.explain.messages import Clash, Finding, from_violation, parse
+from aimespec.explain.tracebacks import Frame, Literal, frames, hard_coded, literals_in, user_frame
 
 
 @dataclass(frozen=True)
@@ -45,13 +46,18 @@ class Explanation:
     findings: list[dict[str, Any]] = field(default_factory=list)  # the messages recognised
     batch: int = 0
     seq_len: int = 0
+    where: str | None = None  # the user's frame nearest the error, when the text is a traceback
+    code: str | None = None  # that frame's source line
+    literals: list[Literal] = field(default_factory=list)  # sizes written as numbers in that line
+    advice: list[dict[str, str | None]] = field(default_factory=list)  # value findings: why and fix
 
     def to_json(self) -> dict[str, Any]:
         from aimespec.core.version import __version__
 
         return {"version": __version__, "numbers": self.numbers, "matches": [m.to_json() for m in self.matches],
                 "explanation": self.explanation, "findings": self.findings, "batch": self.batch,
-                "seq_len": self.seq_len}
+                "seq_len": self.seq_len, "where": self.where, "code": self.code,
+                "literals": [lit.to_json() for lit in self.literals], "advice": self.advice}
 
 
 MATCH_THRESHOLD = 0.3
@@ -94,7 +100,7 @@ class _Scorer:
                       f"{c.got} = {'B*T' if c.got == hi else 'B'} where {c.expected} = "
                       f"{'B*T' if c.expected == hi else 'B'} was expected: B*T = {B}*{T} rows meet B = {B}",
                       {hi: "B*T", lo: "B"})
-        elif c.role == "batch" and lo > 0 and hi % lo == 0 and hi != lo:
+        elif c.role == "batch" and lo > 1 and hi % lo == 0 and hi != lo:
             ratio = hi // lo
             score = 0.8 if ratio == T else 0.5
             self.note(1, score, f"a batch of {hi} = {lo}*{ratio} meets a batch of {lo}: a flattened [B*T, ...] "
@@ -125,7 +131,7 @@ class _Scorer:
             self.note(4, 1.0 if c.role == "features" else 0.8,
                       f"{c.got} = {self.name(c.got, 'features')} where {c.expected} = "
                       f"{self.name(c.expected, 'features')} was expected: the prior's input width",
-                      {hid: "hidden_dim", hid + ctx: "hidden_dim + context_dim"})
+                      {hid: "hidden_dim", hid + ctx: "hidden_dim + context_dim", 2 * v["K"] * v["D"]: "2*K*D"})
         elif c.role == "features" and {lo, hi} == {ctx, hid + ctx}:
             self.note(4, 0.5, f"{c.got} against {c.expected}: context_dim vs hidden_dim + context_dim")
         # 5: attention_dim against a spatial size (an unflattened map's last axis)
@@ -167,7 +173,7 @@ class _Scorer:
             return
         total = math.prod(target)
         for i, t in enumerate(target):
-            if t < 2 or total % t:
+            if i == 0 or t < 2 or total % t:  # axis 0 is the batch: never read as frames
                 continue
             t_enc = self.cfg.encoded_length(t)
             if t_enc != t and numel == total // t * t_enc:
@@ -262,6 +268,14 @@ def _explain(text: str, findings: list[Finding], cfg: AimeConfig, batch: int | N
     for f in findings:
         for n, role, prefer in f.numbers():
             algebra.observe(n, role, prefer)
+        for n, reading in f.stated.items():
+            algebra.state(n, reading)
+    frame = user_frame(frames(text))
+    literals = hard_coded(frame, set(algebra.observed()), cfg, B, T) if frame else []
+    if frame:  # a number written in the failing line is that number, not a symbol of this config
+        algebra.written.update({n: str(n) for n in literals_in(frame.code) if n in algebra.roles})
+        algebra.written.update({lit.value: f"{lit.value} (hard-coded {lit.field})" if lit.default_only
+                                else f"{lit.symbol} (hard-coded {lit.value})" for lit in literals})
     scorer = _Scorer(cfg, v, algebra)
     for f in findings:
         scorer.finding(f)
@@ -271,10 +285,15 @@ def _explain(text: str, findings: list[Finding], cfg: AimeConfig, batch: int | N
     if matches:
         algebra.prefer(_PREFER[matches[0].error], scorer.pins.get(matches[0].error, {}))
     numbers = {str(n): algebra.decompose(n) for n in algebra.observed()}  # every one, ties included (SPEC)
+    advice = [f for f in findings if f.advice is not None]
     return Explanation(
         text=text, numbers=numbers, matches=matches,
-        explanation=(f"({note}.)\n" if note else "") + _write(findings, numbers, matches, algebra, B, T),
+        explanation=(f"({note}.)\n" if note else "") + _write(findings, numbers, matches, algebra, B, T, frame,
+                                                                literals),
         findings=[f.to_json(algebra) for f in findings], batch=B, seq_len=T,
+        where=frame.where if frame else None, code=frame.code if frame else None, literals=literals,
+        advice=[{"tensor": f.tensor, "rule": f.advice.rule, "why": f.advice.why, "fix": f.advice.fix}
+                for f in advice if f.advice is not None],
     )
 
 
@@ -282,22 +301,32 @@ def _explain(text: str, findings: list[Finding], cfg: AimeConfig, batch: int | N
 _PREFER: dict[int, frozenset[str]] = {
     1: frozenset({"B", "T"}),
     2: frozenset({"H_att", "W_att", "H", "W"}),
-    3: frozenset({"B", "T_enc", "H_t*W_t", "H_t", "W_t"}),
-    4: frozenset({"hidden_dim", "context_dim", "2*K*D"}),
+    3: frozenset({"B", "T_enc", "H_t", "W_t"}),
+    4: frozenset({"hidden_dim", "context_dim", "K", "D"}),
     5: frozenset({"B", "attention_dim", "H_att", "W_att", "N"}),
 }
 
 
 def _write(findings: list[Finding], numbers: dict[str, list[str]], matches: list[Match], algebra: Algebra,
-           B: int, T: int) -> str:
+           B: int, T: int, frame: Frame | None = None, literals: list[Literal] | None = None) -> str:
     lines: list[str] = []
     if not findings:
-        lines.append("No PyTorch shape message was recognised in the text.")
+        lines.append(NOTHING_RECOGNISED)
+    if frame is not None:
+        lines.append(f"at {frame.where}" + (f": {frame.code}" if frame.code else ""))
     for f in findings:
         lines.append(f.describe(algebra))
     for n, decomps in numbers.items():
         if decomps:
             lines.append(f"{n} = {decomps[0]}" + (f" (also: {'; '.join(decomps[1:3])})" if len(decomps) > 1 else ""))
+        elif n not in algebra.written:
+            lines.append(NO_SIZE.format(n=n, B=B, T=T))
+    lines += [lit.text for lit in literals or []]
+    values = [f for f in findings if f.advice is not None]
+    for f in values:
+        assert f.advice is not None
+        lines.append(f"Why: {f.advice.why}.")
+        lines.append(f"Fix: {f.advice.fix}.")
     if matches:
         top = documented_error(matches[0].error)
         lines.append(f"Most likely Error {top.number} ({top.title}): {matches[0].reason}.")
@@ -305,10 +334,19 @@ def _write(findings: list[Finding], numbers: dict[str, list[str]], matches: list
         lines.append(f"Fix: {top.fix}.")
         for m in matches[1:]:
             lines.append(f"Also possible: Error {m.error} ({m.title}, score {m.score}): {m.reason}.")
+    elif values:
+        lines.append(VALUE_NOT_SHAPE)
     else:
-        lines.append(f"No documented error fits (read with B={B}, T={T}; pass --batch/--seq-len or --set if the "
-                     "failing run used other sizes).")
+        lines.append(NO_MATCH.format(B=B, T=T))
     return "\n".join(lines)
+
+
+NOTHING_RECOGNISED = "No PyTorch shape message was recognised in the text."
+NO_SIZE = "{n} is no size of this config (B={B}, T={T}): no product or concatenation of its symbols makes it."
+NO_MATCH = ("No documented error fits (read with B={B}, T={T}; pass --batch/--seq-len or --set if the failing run "
+            "used other sizes).")
+VALUE_NOT_SHAPE = ("No documented error fits: this is aimespec's value check (the shapes were right, the numbers in "
+                   "the tensor break the contract's invariant).")
 
 
 __all__ = ["Explanation", "Match", "explain", "explain_violations"]

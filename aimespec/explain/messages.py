@@ -4,6 +4,7 @@ Each known message becomes a `Finding`: clashes (two sizes that should have agre
 role each plays), rank mismatches and invalid views. jaxtyping's and aimespec's own texts too.
 """
 
+import itertools
 import math
 import re
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from aimespec.core.dims import axis_value
 from aimespec.core.symbols import kind_of
 from aimespec.core.validate import Violation, ViolationKind
 from aimespec.explain.algebra import Algebra, read_kind
+from aimespec.explain.values import VALUE_MESSAGE, Advice, advise
 
 
 # --- evidence: what a message says about which sizes should have agreed ----------------------------
@@ -39,6 +41,10 @@ class Finding:
     bindings: dict[str, int] = field(default_factory=dict)  # B, T as the message states them
     dims: list[str] | None = None  # an annotation's axes, resolved against the config by `resolve`
     own: dict[str, int] = field(default_factory=dict)  # the message's own axis values (jaxtyping)
+    stated: dict[int, str] = field(default_factory=dict)  # readings the message itself gives (einops' b*t)
+    advice: Advice | None = None  # a value finding's why and fix
+    tensor: str | None = None  # a value finding's tensor
+    swapped: bool = False  # an RNN state with the right sizes in the wrong order
 
     def resolve(self, values: dict[str, int]) -> None:
         """Evaluate annotation axes (`B hidden_dim+context_dim`, `B 768`) and record the clashes."""
@@ -56,7 +62,8 @@ class Finding:
 
     def shape(self, shape: list[int], role0: str = "batch") -> None:
         for i, n in enumerate(shape):
-            self.add(n, role0 if i == 0 else "spatial" if i >= len(shape) - 2 and len(shape) >= 3 else "any")
+            self.add(n, role0 if i == 0 else "spatial" if i >= len(shape) - 2 and len(shape) >= 3
+                     else "features" if i == len(shape) - 1 else "any")
 
     def clash(self, expected: int, got: int, role: str, prefer: frozenset[str] = frozenset()) -> None:
         self.clashes.append(Clash(expected, got, role, prefer))
@@ -77,18 +84,33 @@ class Finding:
                     f"{sym(b, 'features')}")
         parts = [f"got {sym(c.got, c.role)} where {sym(c.expected, c.role)} was expected" for c in self.clashes]
         if self.target is not None and self.numel is not None:
-            names = [alg.best_name(t, _view_role(i, len(self.target))) for i, t in enumerate(self.target)]
-            for i in range(1, len(names)):  # [.., H_t, W_t], not [.., H_t, H_t]
-                twin = "W" + names[i][1:]
-                if names[i] == names[i - 1] and names[i].startswith("H") and twin in {
-                        e.text for e in alg.expressions(self.target[i])}:
-                    names[i] = twin
-            parts.append(f"view to {self.target} = [{', '.join(names)}] needs {math.prod(self.target)} entries, "
-                         f"the input has {sym(self.numel, 'numel')}")
+            parts.append(self._view(alg, sym))
+        if self.kind == "rnn" and self.swapped:
+            parts.append(SWAPPED_STATES)
+        if self.kind == "value" and self.advice is not None:
+            parts.append(f"({self.advice.rule}: a value invariant, not a shape error)")
         if self.rank is not None:
             shape = f" {self.got_shape}" if self.got_shape else ""
             parts.append(f"{self.rank[1]} axes{shape} where {self.rank[0]} were expected")
         return head + "".join(f"\n  {p}" for p in parts)
+
+    def _view(self, alg: "Algebra", sym: Any) -> str:
+        assert self.target is not None and self.numel is not None
+        target, numel = self.target, self.numel
+        names = [INFERRED if t < 0 else alg.written.get(t) or alg.best_name(t, _view_role(i, len(target)))
+                 for i, t in enumerate(target)]
+        for i in range(1, len(names)):  # [.., H_t, W_t], not [.., H_t, H_t]
+            twin = "W" + names[i][1:]
+            if names[i] == names[i - 1] and names[i].startswith("H") and twin in {
+                    e.text for e in alg.expressions(target[i])}:
+                names[i] = twin
+        shown = f"view to {target} = [{', '.join(names)}]"
+        known = math.prod(t for t in target if t > 0)
+        if any(t < 0 for t in target):  # -1 is inferred: the others must divide the input
+            return (f"{shown}: the -1 axis is inferred, so the input's {sym(numel, 'numel')} entries must be a "
+                    f"multiple of the other axes' {sym(known, 'numel')}, and {numel} / {known} = "
+                    f"{numel / known:.6g} is not whole")
+        return f"{shown} needs {known} entries, the input has {sym(numel, 'numel')}"
 
     def to_json(self, alg: "Algebra") -> dict[str, Any]:
         return {"kind": self.kind, "excerpt": self.excerpt.strip(),
@@ -97,6 +119,9 @@ class Finding:
                 "target": self.target, "numel": self.numel}
 
 
+INFERRED = "-1 (inferred)"
+SWAPPED_STATES = ("the same sizes in another order: the state's axes are swapped. h0/c0 are [num_layers, B, "
+                  "hidden] even with batch_first=True (batch_first only changes the input and output)")
 _INT = r"(\d+)"
 _LIST = r"\[([-\d,\s]*)\]"
 
@@ -116,7 +141,8 @@ def _role_of(dim: str) -> str:
     if names & {"T", "T_enc"}:
         return "time"
     kinds = {read_kind(k) for n in names if (k := kind_of(n)) is not None}
-    return "features" if kinds == {"width"} else "spatial" if kinds == {"spatial"} else "any"
+    return {frozenset({"width"}): "features", frozenset({"spatial"}): "spatial", frozenset({"count"}): "count",
+            frozenset({"channel"}): "channel"}.get(frozenset(kinds), "any")
 
 
 def _clashes_by_axis(f: Finding, expected: list[int | None], got: list[int], dims: list[str] | None = None) -> None:
@@ -176,7 +202,13 @@ def _p_pair(kind: str, role: str, got_first: bool) -> Any:
 
 def _p_hidden(m: re.Match[str]) -> Finding:
     f = Finding("rnn", m.group(0))
-    _clashes_by_axis(f, list(_ints(m.group(2))), _ints(m.group(3)), ["num_layers", "B", "hidden_dim"])
+    expected, got = _ints(m.group(2)), _ints(m.group(3))
+    axes = ["num_layers", "B", "hidden_dim"]
+    _clashes_by_axis(f, list(expected), got, axes)
+    for i, (e, g) in enumerate(zip(expected, got, strict=False)):  # the agreeing axes are read too
+        if e == g:
+            f.add(g, _role_of(axes[i]) if i < len(axes) else "any")
+    f.swapped = expected != got and sorted(expected) == sorted(got)
     return f
 
 
@@ -236,7 +268,10 @@ def _p_layernorm(m: re.Match[str]) -> Finding:
 def _p_channels(m: re.Match[str]) -> Finding:
     shape = _ints(m.group(1))
     f = Finding("rank", m.group(0), got_shape=shape)
-    f.clash(int(m.group(2)), int(m.group(3)), "features")
+    f.clash(int(m.group(2)), int(m.group(3)), "channel")
+    for i, n in enumerate(shape):
+        if i != 1:
+            f.add(n, "batch" if i == 0 else "spatial")
     return f
 
 
@@ -249,6 +284,62 @@ def _p_input_size(m: re.Match[str]) -> Finding:
 def _p_einops(m: re.Match[str]) -> Finding:
     f = Finding("view", m.group(0))
     f.clash(int(m.group(2)), int(m.group(1)), "numel")
+    return f
+
+
+_EINOPS_ROLES = {"b": "batch", "t": "time", "h": "spatial", "w": "spatial", "c": "channel", "d": "features",
+                 "k": "count", "n": "spatial"}
+
+
+def _p_einops_block(m: re.Match[str]) -> Finding:
+    """einops' whole report: the pattern, the input shape, the sizes it was given, and why it failed."""
+    info = {k: int(v) for k, v in re.findall(r"'(\w+)': (\d+)", m.group("info"))}
+    shape = _ints(m.group("shape"))
+    groups = re.findall(r"\([^)]*\)|\S+", m.group("pattern").split("->")[0])
+    f = Finding("einops", m.group(0), got_shape=shape)
+    f.bindings = {n.upper(): v for n, v in info.items() if n.upper() in ("B", "T")}
+    for i, n in enumerate(shape):
+        group = groups[i].strip("()").split() if len(groups) == len(shape) else []
+        role = _EINOPS_ROLES.get(group[0][:1].lower(), "any") if len(group) == 1 else "numel" if group else "any"
+        f.add(n, role if i else "batch")
+        if reading := _named_product(n, info, group):
+            f.stated[n] = reading
+    reason = m.group("reason")
+    if (mismatch := re.search(rf"Shape mismatch, {_INT} != {_INT}", reason)) is not None:
+        f.clash(int(mismatch.group(2)), int(mismatch.group(1)), "numel")
+    elif (rank := re.search(r"expected (\d+) dims\. Received (\d+)-dim", reason)) is not None:
+        want, got = int(rank.group(1)), int(rank.group(2))
+        f.rank = (want, got)
+        first = [g.strip("()") for g in groups[:2]]
+        if got == want - 1 and len(first) == 2 and all(x in info for x in first) and shape:
+            if shape[0] == info[first[0]] * info[first[1]]:  # `b t ...` met `(b t) ...`: flattened
+                f.clashes.append(Clash(info[first[0]], shape[0], "batch"))
+                f.stated.setdefault(shape[0], _reading(first, info))
+    return f
+
+
+def _named_product(n: int, info: dict[str, int], group: list[str]) -> str | None:
+    """`b*t = 8*5` when the message's own sizes make n (the axis's group first)."""
+    if len(group) > 1 and all(g in info for g in group) and math.prod(info[g] for g in group) == n:
+        return _reading(group, info)
+    for size in (1, 2, 3):
+        for names in itertools.combinations(info, size):
+            if math.prod(info[x] for x in names) == n and (size > 1 or n > 1):
+                return _reading(list(names), info)
+    return None
+
+
+def _reading(names: list[str], info: dict[str, int]) -> str:
+    if len(names) == 1:
+        return f"{names[0]} = {info[names[0]]} (the message's own size)"
+    return f"{'*'.join(names)} = {'*'.join(str(info[x]) for x in names)} (the message's own sizes)"
+
+
+def _p_value(m: re.Match[str]) -> Finding:
+    """aimespec's own value finding: `DPGMMPrior.forward: pi must sum to 1 over K, but ...`."""
+    f = Finding("value", m.group(0))
+    f.advice = advise(m.group("tensor"), m.group("problem"))
+    f.tensor = m.group("tensor")
     return f
 
 
@@ -271,6 +362,9 @@ def _p_contract(m: re.Match[str]) -> Finding:
         f.shape(got)
     else:
         _clashes_by_axis(f, expected, got, dims)
+        for i, (e, g) in enumerate(zip(expected, got, strict=False)):  # the agreeing axes are read too
+            if e == g and i < len(dims):
+                f.add(g, _role_of(dims[i]) if dims[i] else "any", _symbols_in(dims[i]))
     return f
 
 
@@ -297,6 +391,9 @@ def _p_torch_size(m: re.Match[str]) -> Finding:
 
 
 _PATTERNS: tuple[tuple[str, Any], ...] = (
+    (r'Error while processing [\w-]+ pattern "(?P<pattern>[^"]+)"\.\s*Input tensor shape: torch\.Size\(\[(?P<shape>'
+     r'[\d,\s]*)\]\)\.\s*Additional info: (?P<info>\{[^}]*\})\.\s*(?P<reason>[^\n]*)', _p_einops_block),
+    (VALUE_MESSAGE.pattern, _p_value),
     (rf"mat1 and mat2 shapes cannot be multiplied \({_INT}x{_INT} and {_INT}x{_INT}\)", _p_matmul),
     (rf"size of tensor a \({_INT}\) must match the size of tensor b \({_INT}\) at non-singleton dimension {_INT}",
      _p_broadcast),
