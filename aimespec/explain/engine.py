@@ -11,7 +11,7 @@ so it works at any config.
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -271,7 +271,7 @@ def _explain(text: str, findings: list[Finding], cfg: AimeConfig, batch: int | N
         for n, reading in f.stated.items():
             algebra.state(n, reading)
     frame = user_frame(frames(text))
-    literals = hard_coded(frame, set(algebra.observed()), cfg, B, T) if frame else []
+    literals = hard_coded(frame, set(algebra.observed()), cfg, B, T, _first_reading(algebra)) if frame else []
     if frame:  # a number written in the failing line is that number, not a symbol of this config
         algebra.written.update({n: str(n) for n in literals_in(frame.code) if n in algebra.roles})
         algebra.written.update({lit.value: f"{lit.value} (hard-coded {lit.field})" if lit.default_only
@@ -305,6 +305,14 @@ _PREFER: dict[int, frozenset[str]] = {
     4: frozenset({"hidden_dim", "context_dim", "K", "D"}),
     5: frozenset({"B", "attention_dim", "H_att", "W_att", "N"}),
 }
+
+
+def _first_reading(algebra: Algebra) -> Callable[[int], str | None]:
+    def first(n: int) -> str | None:
+        ranked = algebra.ranked(n)
+        return ranked[0].text if ranked and len(ranked[0].atoms) > 1 else None
+
+    return first
 
 
 def _write(findings: list[Finding], numbers: dict[str, list[str]], matches: list[Match], algebra: Algebra,

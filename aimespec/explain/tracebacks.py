@@ -7,6 +7,7 @@ reports is named: `8` written where the batch size belongs breaks at any other `
 """
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aimespec.core.config import AimeConfig
@@ -22,6 +23,7 @@ HARD_CODED = ("{n} is written as a number in `{code}` ({where}): it equals {fiel
 FREE_FIX = {"B": "read B from the tensor (x.shape[0]) instead",
             "T": "read T from the tensor (x.shape[1]) instead"}
 BOUND_FIX = "read it from the config (cfg.{field}) so that the code follows --set"
+COMPOUND_FIX = "compute it from the config's sizes ({expr}) so that the code follows --set"
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,22 @@ def frames(text: str) -> list[Frame]:
         code = rest[1].strip() if len(rest) > 1 and not _FRAME.match(rest[1]) else ""
         if code.startswith(("Traceback", "During handling")) or set(code) <= set("^~ "):
             code = ""
+        code = _without_comment(code)
         out.append(Frame(m.group("file"), int(m.group("line")), (m.group("func") or "").strip(), code))
     return out
+
+
+def _without_comment(code: str) -> str:
+    """The code line without a trailing `# comment` (a # inside a string stays)."""
+    quote = ""
+    for i, ch in enumerate(code):
+        if quote:
+            quote = "" if ch == quote and code[i - 1] != "\\" else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#":
+            return code[:i].rstrip()
+    return code
 
 
 def user_frame(found: list[Frame]) -> Frame | None:
@@ -80,8 +96,13 @@ def literals_in(code: str) -> list[int]:
     return [int(x) for x in _LITERAL.findall(cleaned)]
 
 
-def hard_coded(frame: Frame, sizes: set[int], cfg: AimeConfig, B: int, T: int) -> list[Literal]:
-    """The literals of the user's code line that equal a size of the message and a size of a config."""
+def hard_coded(frame: Frame, sizes: set[int], cfg: AimeConfig, B: int, T: int,
+               reading: Callable[[int], str | None] | None = None) -> list[Literal]:
+    """The literals of the user's code line that equal a size of the message and a size of a config.
+
+    A literal that is one symbol's value is named as that symbol; else `reading(n)` (the algebra's
+    first sound reading at this config, `hidden_dim + context_dim`) names it.
+    """
     here = symbol_values(cfg, B, T)
     default = AimeConfig()
     there = symbol_values(default)
@@ -91,6 +112,11 @@ def hard_coded(frame: Frame, sizes: set[int], cfg: AimeConfig, B: int, T: int) -
             continue
         found = _which(n, here, there)
         if found is None:
+            expr = reading(n) if reading else None
+            if expr:
+                out.append(Literal(n, expr, expr, False, HARD_CODED.format(
+                    n=n, code=frame.code, where=frame.where, field=expr, at="at this config",
+                    fix=COMPOUND_FIX.format(expr=expr))))
             continue
         name, default_only = found
         field = _field(name)
