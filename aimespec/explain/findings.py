@@ -179,7 +179,7 @@ def return_line(fn: Any, tensor: str | None = None) -> str | None:
         return None
     chosen = returns[-1]
     if tensor and len(returns) > 1:
-        named = [r for r in returns if tensor in ast.unparse(r.value)]
+        named = [r for r in returns if tensor in _text(r.value)]
         chosen = named[-1] if named else chosen
     return f"{source[0]}:{source[1] + chosen.lineno - 1}"
 
@@ -198,14 +198,19 @@ def producing_line(fn: Any, tensor: str, position: int | None = None) -> str | N
     if not returns:
         return None
     leaf = tensor.rsplit(".", 1)[-1]
-    ret = next((r for r in reversed(returns) if leaf in ast.unparse(r.value)), returns[-1])
+    ret = next((r for r in reversed(returns) if leaf in _text(r.value)), returns[-1])
     expr = _returned_part(ret.value, leaf, position)
     name = expr.id if isinstance(expr, ast.Name) else leaf if expr is None else None
     line = ret.lineno if expr is None else expr.lineno
     if name is not None:
-        assigned = [n.lineno for n in _own_nodes(fdef) if _assigns(n, name) and n.lineno <= ret.lineno]
+        assigned = [n.lineno for n in _own_nodes(fdef)
+                    if isinstance(n, ast.stmt) and _assigns(n, name) and n.lineno <= ret.lineno]
         line = assigned[-1] if assigned else line
     return f"{filename}:{start + line - 1}"
+
+
+def _text(node: ast.expr | None) -> str:
+    return ast.unparse(node) if node is not None else ""
 
 
 def _returned_part(value: ast.expr | None, leaf: str, position: int | None) -> ast.expr | None:
