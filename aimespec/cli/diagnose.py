@@ -125,11 +125,20 @@ def _explanation_view(e: Explanation) -> Group:
     numbers.add_column("number", justify="right")
     numbers.add_column("decompositions (most plausible first)", overflow="fold")
     for n, decomps in e.numbers.items():
-        numbers.add_row(n, "\n".join(f"{n} = {d}" for d in decomps[:4]) or "(no decomposition found)")
-    parts: list[Any] = [Text(line, style="dim") for line in e.explanation.splitlines()
-                        if line.startswith("[") or line.startswith("  ")]
+        numbers.add_row(n, "\n".join(f"{n} = {d}" for d in decomps[:4]) or "no size of this config")
+    parts: list[Any] = []
+    if e.where:
+        parts.append(Text.assemble(("at ", "bold"), e.where, (f": {e.code}" if e.code else "", "cyan")))
+    parts += [Text(line, style="dim") for line in e.explanation.splitlines()
+              if line.startswith("[") or line.startswith("  ")]
     if e.numbers:
         parts.append(numbers)
+    for literal in e.literals:
+        parts.append(Text.assemble(("hard-coded: ", "bold yellow"), literal.text))
+    for advice in e.advice:
+        parts.append(Text.assemble(("why: ", "bold"), advice["why"] or ""))
+        parts.append(Panel(Text(advice["fix"] or ""), title=f"fix for {advice['tensor']}", title_align="left",
+                           border_style="green"))
     if e.matches:
         matches = Table(title="documented errors that fit (best first)")
         for col in ("error", "title", "score", "why"):

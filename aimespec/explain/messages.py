@@ -7,153 +7,21 @@ role each plays), rank mismatches and invalid views. jaxtyping's and aimespec's 
 import itertools
 import math
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
-from aimespec.core.dims import axis_value
-from aimespec.core.symbols import kind_of
 from aimespec.core.validate import Violation, ViolationKind
-from aimespec.explain.algebra import Algebra, read_kind
-from aimespec.explain.values import VALUE_MESSAGE, Advice, advise
-
-
-# --- evidence: what a message says about which sizes should have agreed ----------------------------
-@dataclass(frozen=True)
-class Clash:
-    expected: int  # the size the code was built for / the other operand has
-    got: int  # the size that arrived
-    role: str  # batch | features | spatial | time | numel | any
-    prefer: frozenset[str] = frozenset()  # symbols the message itself writes the expected size in
-
-
-@dataclass
-class Finding:
-    kind: str  # matmul | broadcast | view | cat | rnn | loss | rank | einsum | layernorm | size | contract | jaxtyping
-    excerpt: str
-    sizes: list[tuple[int, str, frozenset[str]]] = field(default_factory=list)  # (number, role, prefer)
-    clashes: list[Clash] = field(default_factory=list)
-    rank: tuple[int, int] | None = None  # (expected, got) number of axes
-    got_shape: list[int] | None = None
-    target: list[int] | None = None  # a view's target
-    numel: int | None = None
-    symbolic_rank: bool = False  # the seed's "Expected 3D tensor [B, N, D], got 4D [B, C, H, W]"
-    bindings: dict[str, int] = field(default_factory=dict)  # B, T as the message states them
-    dims: list[str] | None = None  # an annotation's axes, resolved against the config by `resolve`
-    own: dict[str, int] = field(default_factory=dict)  # the message's own axis values (jaxtyping)
-    stated: dict[int, str] = field(default_factory=dict)  # readings the message itself gives (einops' b*t)
-    advice: Advice | None = None  # a value finding's why and fix
-    tensor: str | None = None  # a value finding's tensor
-    swapped: bool = False  # an RNN state with the right sizes in the wrong order
-
-    def resolve(self, values: dict[str, int]) -> None:
-        """Evaluate annotation axes (`B hidden_dim+context_dim`, `B 768`) and record the clashes."""
-        if self.dims is None or self.got_shape is None:
-            return
-        scope = {**values, **self.own}
-        _clashes_by_axis(self, [axis_value(d, scope) for d in self.dims], self.got_shape, self.dims)
-        self.dims = None
-
-    def numbers(self) -> Iterator[tuple[int, str, frozenset[str]]]:
-        yield from self.sizes
-
-    def add(self, n: int, role: str = "any", prefer: frozenset[str] = frozenset()) -> None:
-        self.sizes.append((n, role, prefer))
-
-    def shape(self, shape: list[int], role0: str = "batch") -> None:
-        for i, n in enumerate(shape):
-            self.add(n, role0 if i == 0 else "spatial" if i >= len(shape) - 2 and len(shape) >= 3
-                     else "features" if i == len(shape) - 1 else "any")
-
-    def clash(self, expected: int, got: int, role: str, prefer: frozenset[str] = frozenset()) -> None:
-        self.clashes.append(Clash(expected, got, role, prefer))
-        self.add(got, role)
-        self.add(expected, role, prefer)
-
-    def describe(self, alg: "Algebra") -> str:
-        def sym(n: int, role: str = "any") -> str:
-            name = alg.best_name(n, role)
-            return str(n) if name == str(n) else f"{n} = {name}"
-
-        head = f"[{self.kind}] {self.excerpt.strip()[:160]}"
-        if self.kind == "matmul":
-            (a, _, _), (b, _, _), (c, _, _), (d, _, _) = self.sizes
-            return (f"{head}\n  mat1 [{a}, {b}] = [{alg.best_name(a, 'batch')}, {alg.best_name(b, 'features')}] "
-                    f"met a Linear weight [in, out] = [{c}, {d}] = [{alg.best_name(c, 'features')}, "
-                    f"{alg.best_name(d, 'out')}]: the layer takes {sym(c, 'features')} inputs but got "
-                    f"{sym(b, 'features')}")
-        parts = [f"got {sym(c.got, c.role)} where {sym(c.expected, c.role)} was expected" for c in self.clashes]
-        if self.target is not None and self.numel is not None:
-            parts.append(self._view(alg, sym))
-        if self.kind == "rnn" and self.swapped:
-            parts.append(SWAPPED_STATES)
-        if self.kind == "value" and self.advice is not None:
-            parts.append(f"({self.advice.rule}: a value invariant, not a shape error)")
-        if self.rank is not None:
-            shape = f" {self.got_shape}" if self.got_shape else ""
-            parts.append(f"{self.rank[1]} axes{shape} where {self.rank[0]} were expected")
-        return head + "".join(f"\n  {p}" for p in parts)
-
-    def _view(self, alg: "Algebra", sym: Any) -> str:
-        assert self.target is not None and self.numel is not None
-        target, numel = self.target, self.numel
-        names = [INFERRED if t < 0 else alg.written.get(t) or alg.best_name(t, _view_role(i, len(target)))
-                 for i, t in enumerate(target)]
-        for i in range(1, len(names)):  # [.., H_t, W_t], not [.., H_t, H_t]
-            twin = "W" + names[i][1:]
-            if names[i] == names[i - 1] and names[i].startswith("H") and twin in {
-                    e.text for e in alg.expressions(target[i])}:
-                names[i] = twin
-        shown = f"view to {target} = [{', '.join(names)}]"
-        known = math.prod(t for t in target if t > 0)
-        if any(t < 0 for t in target):  # -1 is inferred: the others must divide the input
-            return (f"{shown}: the -1 axis is inferred, so the input's {sym(numel, 'numel')} entries must be a "
-                    f"multiple of the other axes' {sym(known, 'numel')}, and {numel} / {known} = "
-                    f"{numel / known:.6g} is not whole")
-        return f"{shown} needs {known} entries, the input has {sym(numel, 'numel')}"
-
-    def to_json(self, alg: "Algebra") -> dict[str, Any]:
-        return {"kind": self.kind, "excerpt": self.excerpt.strip(),
-                "clashes": [{"expected": c.expected, "got": c.got, "role": c.role} for c in self.clashes],
-                "rank": list(self.rank) if self.rank else None, "got_shape": self.got_shape,
-                "target": self.target, "numel": self.numel}
-
-
-INFERRED = "-1 (inferred)"
-SWAPPED_STATES = ("the same sizes in another order: the state's axes are swapped. h0/c0 are [num_layers, B, "
-                  "hidden] even with batch_first=True (batch_first only changes the input and output)")
-_INT = r"(\d+)"
-_LIST = r"\[([-\d,\s]*)\]"
-
-
-def _ints(text: str) -> list[int]:
-    return [int(x) for x in re.findall(r"-?\d+", text)]
-
-
-def _symbols_in(dim: str) -> frozenset[str]:
-    return frozenset(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", dim))
-
-
-def _role_of(dim: str) -> str:
-    names = _symbols_in(dim)
-    if names == {"B"}:
-        return "batch"
-    if names & {"T", "T_enc"}:
-        return "time"
-    kinds = {read_kind(k) for n in names if (k := kind_of(n)) is not None}
-    return {frozenset({"width"}): "features", frozenset({"spatial"}): "spatial", frozenset({"count"}): "count",
-            frozenset({"channel"}): "channel"}.get(frozenset(kinds), "any")
-
-
-def _clashes_by_axis(f: Finding, expected: list[int | None], got: list[int], dims: list[str] | None = None) -> None:
-    for i, (e, g) in enumerate(zip(expected, got, strict=False)):
-        if e is None or e == g or e < 0:
-            continue
-        dim = dims[i] if dims and i < len(dims) else ""
-        role = _role_of(dim) if dim else ("batch" if i == 0 else "any")
-        if dim.isdigit() and i == len(got) - 1 and i > 0:  # `B 768`: a trailing fixed width is a feature axis
-            role = "features"
-        f.clash(e, g, role, _symbols_in(dim) if dim else frozenset())
+from aimespec.explain.evidence import (
+    INT,
+    LIST,
+    Clash,
+    Finding,
+    clashes_by_axis,
+    ints,
+    role_of,
+    symbols_in,
+    view_role,
+)
+from aimespec.explain.values import VALUE_MESSAGE, advise
 
 
 def _p_matmul(m: re.Match[str]) -> Finding:
@@ -174,17 +42,12 @@ def _p_broadcast(m: re.Match[str]) -> Finding:
     return f
 
 
-def _view_role(i: int, rank: int) -> str:
-    """A view target reads like [B, T, H_t, W_t]: batch first, then time, then space."""
-    return "batch" if i == 0 else "time" if i == 1 and rank >= 4 else "spatial" if i >= 2 else "any"
-
-
 def _p_view(m: re.Match[str]) -> Finding:
-    target, numel = _ints(m.group(1)), int(m.group(2))
+    target, numel = ints(m.group(1)), int(m.group(2))
     f = Finding("view", m.group(0), target=target, numel=numel)
     for i, t in enumerate(target):
         if t > 0:
-            f.add(t, _view_role(i, len(target)))
+            f.add(t, view_role(i, len(target)))
     f.add(numel, "numel")
     return f
 
@@ -202,18 +65,18 @@ def _p_pair(kind: str, role: str, got_first: bool) -> Any:
 
 def _p_hidden(m: re.Match[str]) -> Finding:
     f = Finding("rnn", m.group(0))
-    expected, got = _ints(m.group(2)), _ints(m.group(3))
+    expected, got = ints(m.group(2)), ints(m.group(3))
     axes = ["num_layers", "B", "hidden_dim"]
-    _clashes_by_axis(f, list(expected), got, axes)
+    clashes_by_axis(f, list(expected), got, axes)
     for i, (e, g) in enumerate(zip(expected, got, strict=False)):  # the agreeing axes are read too
         if e == g:
-            f.add(g, _role_of(axes[i]) if i < len(axes) else "any")
+            f.add(g, role_of(axes[i]) if i < len(axes) else "any")
     f.swapped = expected != got and sorted(expected) == sorted(got)
     return f
 
 
 def _p_conv(m: re.Match[str]) -> Finding:
-    shape = _ints(m.group(4))
+    shape = ints(m.group(4))
     f = Finding("rank", m.group(0), rank=(int(m.group(2)), len(shape)), got_shape=shape)
     f.shape(shape)
     return f
@@ -231,7 +94,7 @@ def _p_einsum_size(m: re.Match[str]) -> Finding:
 
 def _p_einsum_remap(m: re.Match[str]) -> Finding:
     f = Finding("einsum", m.group(0))
-    shapes = [(_ints(a), _ints(b)) for a, b in re.findall(r"\[([\d,\s]*)\]->\[([\d,\s]*)\]", m.group(1))]
+    shapes = [(ints(a), ints(b)) for a, b in re.findall(r"\[([\d,\s]*)\]->\[([\d,\s]*)\]", m.group(1))]
     remapped = [b for _, b in shapes]
     for later in remapped[1:]:
         for e, g in zip(remapped[0], later, strict=False):
@@ -248,7 +111,7 @@ def _p_einsum_remap(m: re.Match[str]) -> Finding:
 def _p_seed_rank(m: re.Match[str]) -> Finding:
     want, got = int(m.group(1)), int(m.group(3))
     f = Finding("rank", m.group(0), rank=(want, got))
-    nums = _ints(m.group(4))
+    nums = ints(m.group(4))
     if len(nums) == got:
         f.got_shape = nums
         f.shape(nums)
@@ -258,15 +121,15 @@ def _p_seed_rank(m: re.Match[str]) -> Finding:
 
 
 def _p_layernorm(m: re.Match[str]) -> Finding:
-    norm, shape = _ints(m.group(1)), _ints(m.group(3))
+    norm, shape = ints(m.group(1)), ints(m.group(3))
     f = Finding("layernorm", m.group(0), got_shape=shape)
     f.shape(shape)
-    _clashes_by_axis(f, list(norm), shape[len(shape) - len(norm):], ["attention_dim"] * len(norm))
+    clashes_by_axis(f, list(norm), shape[len(shape) - len(norm):], ["attention_dim"] * len(norm))
     return f
 
 
 def _p_channels(m: re.Match[str]) -> Finding:
-    shape = _ints(m.group(1))
+    shape = ints(m.group(1))
     f = Finding("rank", m.group(0), got_shape=shape)
     f.clash(int(m.group(2)), int(m.group(3)), "channel")
     for i, n in enumerate(shape):
@@ -294,7 +157,7 @@ _EINOPS_ROLES = {"b": "batch", "t": "time", "h": "spatial", "w": "spatial", "c":
 def _p_einops_block(m: re.Match[str]) -> Finding:
     """einops' whole report: the pattern, the input shape, the sizes it was given, and why it failed."""
     info = {k: int(v) for k, v in re.findall(r"'(\w+)': (\d+)", m.group("info"))}
-    shape = _ints(m.group("shape"))
+    shape = ints(m.group("shape"))
     groups = re.findall(r"\([^)]*\)|\S+", m.group("pattern").split("->")[0])
     f = Finding("einops", m.group(0), got_shape=shape)
     f.bindings = {n.upper(): v for n, v in info.items() if n.upper() in ("B", "T")}
@@ -305,7 +168,7 @@ def _p_einops_block(m: re.Match[str]) -> Finding:
         if reading := _named_product(n, info, group):
             f.stated[n] = reading
     reason = m.group("reason")
-    if (mismatch := re.search(rf"Shape mismatch, {_INT} != {_INT}", reason)) is not None:
+    if (mismatch := re.search(rf"Shape mismatch, {INT} != {INT}", reason)) is not None:
         f.clash(int(mismatch.group(2)), int(mismatch.group(1)), "numel")
     elif (rank := re.search(r"expected (\d+) dims\. Received (\d+)-dim", reason)) is not None:
         want, got = int(rank.group(1)), int(rank.group(2))
@@ -344,27 +207,27 @@ def _p_value(m: re.Match[str]) -> Finding:
 
 
 def _p_target_size(m: re.Match[str]) -> Finding:
-    target, got = _ints(m.group(1)), _ints(m.group(2))
+    target, got = ints(m.group(1)), ints(m.group(2))
     f = Finding("loss", m.group(0))
     if len(target) == len(got):
-        _clashes_by_axis(f, list(target), got)
+        clashes_by_axis(f, list(target), got)
     return f
 
 
 def _p_contract(m: re.Match[str]) -> Finding:
     dims = [d.strip() for d in m.group("sym").split(",")]
     expected = [None if x.strip() == "?" else int(x) for x in m.group("exp").split(",") if x.strip()]
-    got = _ints(m.group("got"))
+    got = ints(m.group("got"))
     f = Finding("contract", m.group(0), got_shape=got)
     f.bindings = {k: int(v) for k, v in re.findall(r"\b(B|T)=(\d+)", m.group("bind") or "")}
     if m.group("grank"):
         f.rank = (int(m.group("erank")), int(m.group("grank")))
         f.shape(got)
     else:
-        _clashes_by_axis(f, expected, got, dims)
+        clashes_by_axis(f, expected, got, dims)
         for i, (e, g) in enumerate(zip(expected, got, strict=False)):  # the agreeing axes are read too
             if e == g and i < len(dims):
-                f.add(g, _role_of(dims[i]) if dims[i] else "any", _symbols_in(dims[i]))
+                f.add(g, role_of(dims[i]) if dims[i] else "any", symbols_in(dims[i]))
     return f
 
 
@@ -379,12 +242,12 @@ def from_violation(v: Violation) -> Finding | None:
         f.rank = (len(v.dims), len(got))
         f.shape(got)
     else:
-        _clashes_by_axis(f, v.expected_sizes, got, list(v.dims))
+        clashes_by_axis(f, v.expected_sizes, got, list(v.dims))
     return f
 
 
 def _p_torch_size(m: re.Match[str]) -> Finding:
-    shape = _ints(m.group(1))
+    shape = ints(m.group(1))
     f = Finding("size", m.group(0), got_shape=shape)
     f.shape(shape)
     return f
@@ -394,17 +257,17 @@ _PATTERNS: tuple[tuple[str, Any], ...] = (
     (r'Error while processing [\w-]+ pattern "(?P<pattern>[^"]+)"\.\s*Input tensor shape: torch\.Size\(\[(?P<shape>'
      r'[\d,\s]*)\]\)\.\s*Additional info: (?P<info>\{[^}]*\})\.\s*(?P<reason>[^\n]*)', _p_einops_block),
     (VALUE_MESSAGE.pattern, _p_value),
-    (rf"mat1 and mat2 shapes cannot be multiplied \({_INT}x{_INT} and {_INT}x{_INT}\)", _p_matmul),
-    (rf"size of tensor a \({_INT}\) must match the size of tensor b \({_INT}\) at non-singleton dimension {_INT}",
+    (rf"mat1 and mat2 shapes cannot be multiplied \({INT}x{INT} and {INT}x{INT}\)", _p_matmul),
+    (rf"size of tensor a \({INT}\) must match the size of tensor b \({INT}\) at non-singleton dimension {INT}",
      _p_broadcast),
-    (rf"shape '{_LIST}' is invalid for input of size {_INT}", _p_view),
+    (rf"shape '{LIST}' is invalid for input of size {INT}", _p_view),
     (r"Sizes of tensors must match except in dimension \d+\. Expected size (?P<y>\d+) but got size (?P<x>\d+)",
      _p_pair("cat", "any", got_first=True)),
     (r"Input batch size (?P<x>\d+) doesn't match [\w\[\]]+ batch size (?P<y>\d+)", _p_pair("rnn", "batch", True)),
     (r"Expected (hidden|hx|cx|hidden\[\d\])\s*size \(([\d,\s]+)\), got \[([\d,\s]+)\]", _p_hidden),
     (r"Expected input batch_size \((?P<x>\d+)\) to match target batch_size \((?P<y>\d+)\)",
      _p_pair("loss", "batch", True)),
-    (rf"Expected (\d)D \(unbatched\) or (\d)D \(batched\) input to (\w+), but got input of size: {_LIST}", _p_conv),
+    (rf"Expected (\d)D \(unbatched\) or (\d)D \(batched\) input to (\w+), but got input of size: {LIST}", _p_conv),
     (r"einsum\(\): the number of subscripts in the equation \((\d+)\) does not match the number of dimensions "
      r"\((\d+)\)", _p_einsum_rank),
     (r"einsum\(\): subscript \w has size (?P<size>\d+) for operand \d+ which does not broadcast with previously "
@@ -414,11 +277,11 @@ _PATTERNS: tuple[tuple[str, Any], ...] = (
     (r"einsum\(\): operands do not broadcast with remapped shapes \[original->remapped\]:((?:\s*\[[\d,\s]*\]->"
      r"\[[\d,\s]*\])+)", _p_einsum_remap),
     (r"Expected (\d)D tensor \[([^\]]*)\],? got (\d)D \[([^\]]*)\]", _p_seed_rank),
-    (rf"Given normalized_shape={_LIST}, expected input with shape \[\*,([\d,\s]*)\], but got input of size\s*{_LIST}",
+    (rf"Given normalized_shape={LIST}, expected input with shape \[\*,([\d,\s]*)\], but got input of size\s*{LIST}",
      _p_layernorm),
-    (rf"expected input{_LIST} to have {_INT} channels, but got {_INT} channels", _p_channels),
-    (rf"input\.size\(-1\) must be equal to input_size\. Expected {_INT}, got {_INT}", _p_input_size),
-    (rf"Shape mismatch, {_INT} != {_INT}", _p_einops),
+    (rf"expected input{LIST} to have {INT} channels, but got {INT} channels", _p_channels),
+    (rf"input\.size\(-1\) must be equal to input_size\. Expected {INT}, got {INT}", _p_input_size),
+    (rf"Shape mismatch, {INT} != {INT}", _p_einops),
     (r"target size \(torch\.Size\(\[([\d,\s]*)\]\)\) that is different to the input size \(torch\.Size\("
      r"\[([\d,\s]*)\]\)\)", _p_target_size),
     (r"(?<![\w.])(?P<where>[\w.]+): (?P<tensor>[\w.\[\]'\"]+) expected (?:(?P<erank>\d+) dims )?\[(?P<sym>[^\]]*)\] = "
@@ -442,7 +305,7 @@ def _jaxtyping(text: str) -> list[Finding]:
         expected = re.search(r"Expected type: <?(?:class )?'?\w+\[\w+, '([^']*)'\]", block)
         if not expected and param:
             expected = re.search(rf"\b{param.group(1)}: \w+\[\w+, '([^']*)'\]", block)
-        got = _ints(actual.group(1))
+        got = ints(actual.group(1))
         f = Finding("jaxtyping", block.strip().splitlines()[0] + f" ... Actual value: [{actual.group(1)}]",
                     got_shape=got)
         values = {k: int(v) for k, v in re.findall(r"^\s*(\w+)=(\d+)\s*$", block, flags=re.M)}
