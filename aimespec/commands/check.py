@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from aimespec.commands.check_inside import def_line, inside_violations, is_signature_error, signature_note
 from aimespec.commands.check_report import CheckReport, ContractResult
 from aimespec.commands.spec import WORLD
 from aimespec.core.config import AimeConfig
@@ -228,13 +229,15 @@ class _Engine:
             row.calls += 1
             row.note_example(B, T)
             stop = isinstance(exc, CallTimeout)
-            self._failed(row, mc.name, exc, B, T, recorder, inner, label)
+            note = signature_note(mc, method) if is_signature_error(exc, method) else None
+            self._failed(row, mc.name, exc, B, T, recorder, inner, label, note, def_line(method) if note else None)
         else:
             if device == "meta" and any(c.exception is not None for c in recorder.calls):
                 raise _NeedsRealTensors  # an inner call failed on meta and the user's code caught it
             row.calls += 1
             row.note_example(B, T)
-            for v in checker.check_outputs(result):
+            found, inside = inside_violations(mc, self.cfg, inputs, result, checker.check_outputs(result))
+            for v in found + inside:  # a wrong structure holding the contract's: what it holds is checked too
                 row.add(self._shape_finding(v, B, T, None, _output_where(method, mc, v)))
         assign_steps(recorder.calls, T)
         self._collect(recorder.calls, label, B, T, inner)
@@ -302,7 +305,8 @@ class _Engine:
         return True
 
     def _failed(self, row: ContractResult, contract: str, exc: BaseException, B: int, T: int, recorder: Recorder,
-                inner: dict[tuple, ContractResult], parent: str) -> None:
+                inner: dict[tuple, ContractResult], parent: str, note: str | None = None,
+                where: str | None = None) -> None:
         """The top-level call raised: its own finding, or a pointer to the component call that raised."""
         if isinstance(exc, ContractViolation) and not recorder.owns(exc):
             for v in exc.violations:
@@ -310,7 +314,7 @@ class _Engine:
             return
         culprit = next((c for c in recorder.calls if c.exception is exc), None)
         if culprit is None:
-            row.add(self._raised(contract, _raised_kind(exc), exc, B, T))
+            row.add(self._raised(contract, _raised_kind(exc), exc, B, T, note, where))
             return
         assign_steps(recorder.calls, T)
         first = (self._call_findings(culprit, B, T) or [None])[0]
@@ -376,8 +380,9 @@ class _Engine:
         return Finding(v, step=step, title=title, explanation=why)
 
     def _raised(self, contract: str, kind: ViolationKind, exc: BaseException, B: int | None,
-                T: int | None) -> Finding:
-        where = exception_where(exc, self.source.files)
+                T: int | None, note: str | None = None, where: str | None = None) -> Finding:
+        """An exception's finding; `note` (the two signatures of a call that could not bind) is its why."""
+        where = exception_where(exc, self.source.files) or where
         if kind == ViolationKind.TIMEOUT:
             return Finding(Violation(contract=contract, tensor="(call)", kind=kind,
                                      message=f"{contract}: did not return within {self.timeout:g} s",
@@ -386,7 +391,8 @@ class _Engine:
         title, fix = documented(explained.error)
         v = exception_violation(contract, kind, exc).at(B, T, self.seed, where).explained_as(explained.error, fix)
         text = "".join(traceback.format_exception(exc))
-        return Finding(v, title=title, explanation=explained.reason, numbers=explained.numbers, traceback=text)
+        return Finding(v, title=title, explanation=note or explained.reason, numbers=explained.numbers,
+                       traceback=text)
 
 
 def _output_where(method: Any, mc: MethodContract, v: Violation) -> str | None:
