@@ -59,8 +59,10 @@ def test_a_wrong_structure_holding_the_contracts_mapping_is_checked_inside_too(t
     path.write_text(MIXTURE_AND_DICT)
     found = _findings(check(path, small_cfg, examples=0))
     assert set(found) == {("DPGMMPrior.forward", "return"), ("DPGMMPrior.forward", "alpha")}
-    outer, alpha = found[("DPGMMPrior.forward", "return")].violation, found[("DPGMMPrior.forward", "alpha")].violation
-    assert outer.kind == "type" and outer.message.endswith("got tuple; item 1 holds the contract's mapping: checked too")
+    outer = found[("DPGMMPrior.forward", "return")].violation
+    alpha = found[("DPGMMPrior.forward", "alpha")].violation
+    assert outer.kind == "type"
+    assert outer.message.endswith("got tuple; item 1 holds the contract's mapping: checked too")
     assert alpha.kind == "rank" and alpha.got == [small_cfg.batch_size, 10, 1]
     assert alpha.message.startswith("DPGMMPrior.forward: inside the returned tuple (item 1, which holds the "
                                     "contract's mapping): alpha expected 2 dims [B, n_samples]")
@@ -94,4 +96,5 @@ def test_a_call_that_cannot_bind_prints_both_signatures(tmp_path, small_cfg):
 def test_contract_signatures_name_every_argument_and_structure():
     assert contract_signature(resolve("LSTMLayer.forward")) == (
         "forward(input: [B, D+context_dim+A], hx: ([num_layers, B, hidden_dim], [num_layers, B, hidden_dim]))")
-    assert contract_signature(resolve("DPGMMPrior.forward")) == "forward(h: [B, hidden_dim+context_dim], n_samples: int = 10)"
+    assert contract_signature(resolve("DPGMMPrior.forward")) == (
+        "forward(h: [B, hidden_dim+context_dim], n_samples: int = 10)")
