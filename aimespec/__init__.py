@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from aimespec.core.contract import Contract, contract_names, invariants, resolve
     from aimespec.core.implements import implements
     from aimespec.core.invariants import FiniteLoss, InRange, IntRange, Invariant, Positive, Simplex
-    from aimespec.core.validate import Violation
+    from aimespec.core.violation import Violation
     from aimespec.runtime.checked import checked
     from aimespec.runtime.hold import CallInputs, hold, make_inputs
 

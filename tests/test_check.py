@@ -9,7 +9,7 @@ import pytest
 
 from aimespec import AimeConfig, UsageError, check
 from aimespec.commands.check import example_pairs
-from aimespec.core.validate import Violation
+from aimespec.core.violation import Violation
 from aimespec.explain.findings import shape_documented_error
 
 ROOT = Path(__file__).resolve().parent.parent

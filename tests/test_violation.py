@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from aimespec import AimeConfig, ContractViolation, resolve
-from aimespec.core.validate import CallChecker, Violation, ViolationKind, exception_violation
+from aimespec.core.validate import CallChecker
+from aimespec.core.violation import Violation, ViolationKind, exception_violation
 from aimespec.explain.engine import explain, explain_violations
 from aimespec.explain.findings import explain_exception, shape_documented_error
 from aimespec.runtime.hold import make_result

@@ -9,6 +9,7 @@ diagnose --explain` must start without it.
 
 import functools
 import sys
+import traceback
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -19,7 +20,9 @@ from aimespec.cli.check import check
 from aimespec.cli.collect import collect
 from aimespec.cli.diagnose import diagnose
 from aimespec.cli.spec import spec
+from aimespec.cli.terminal import EXIT_BUG, bug_line, click_exceptions
 from aimespec.cli.trace import trace
+from aimespec.core.errors import UsageError
 
 
 @functools.cache
@@ -80,28 +83,35 @@ def _root(
 
     try:
         current_mode()  # a bad AIMESPEC_CHECK is a usage error for every command, before any work
-    except ValueError as exc:
+    except UsageError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 
 
 def main() -> None:
-    """The console script: typer's usage errors (unknown option or command) become one sentence, exit 2."""
-    try:  # typer >= 0.20 vendors click
-        from typer._click import exceptions as click_exceptions
-    except ImportError:  # pragma: no cover - older typer
-        from click import exceptions as click_exceptions
+    """The console script: typer's usage errors (unknown option or command) become one sentence, exit 2.
+
+    An exception that escapes a command (outside its guard) is a bug of ours: traceback, report line, exit 3.
+    """
+    exceptions = click_exceptions()
     try:
         code = app(standalone_mode=False)
-    except click_exceptions.NoArgsIsHelpError:
+    except exceptions.NoArgsIsHelpError:
         sys.exit(2)  # the help was shown
-    except click_exceptions.UsageError as exc:
+    except exceptions.UsageError as exc:
         where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
         sys.stderr.write(f"error: {exc.format_message()}{where}\n")
         sys.exit(2)
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         sys.exit(130)
+    except exceptions.ClickException as exc:  # e.g. a file option typer could not open
+        sys.stderr.write(f"error: {exc.format_message()}\n")
+        sys.exit(2)
+    except Exception as exc:
+        sys.stderr.write("".join(traceback.format_exception(exc)))
+        sys.stderr.write(f"error: {bug_line(exc)}\n")
+        sys.exit(EXIT_BUG)
     sys.exit(code if isinstance(code, int) else 0)
 
 

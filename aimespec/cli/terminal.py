@@ -15,9 +15,9 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 
-from aimespec.core.errors import AimespecError
+from aimespec.core.errors import REPORT_BUG, UsageError
 
-EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FOUND, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
 PIPE_WIDTH = 100  # columns when the stream is not a terminal (a CI log, a file, a pipe)
 
 
@@ -44,11 +44,26 @@ class Terminal:
 
     @contextlib.contextmanager
     def guard(self) -> Iterator[None]:
-        """Turn aimespec's own errors (bad config, bad input) into one sentence and exit 2."""
+        """A usage error (bad config, bad input) becomes one sentence and exit 2; anything else is our bug.
+
+        Only `UsageError` and its subclasses are the user's: every other exception escaping the
+        block is a bug of aimespec's own, shown with its traceback and exit 3 (`bug`).
+        """
         try:
             yield
-        except (AimespecError, ValueError, FileNotFoundError) as exc:
+        except UsageError as exc:
             self.fail(str(exc), EXIT_USAGE, exc)
+        except (typer.Exit, typer.Abort, click_exceptions().ClickException):  # typer's own pass through
+            raise
+        except Exception as exc:
+            self.bug(exc)
+
+    def bug(self, exc: BaseException) -> NoReturn:
+        """A bug of ours: the traceback always, then one line asking to report it; exit 3."""
+        sys.stderr.write("".join(traceback.format_exception(exc)))
+        sys.stderr.write(f"error: {bug_line(exc)}\n")
+        sys.stderr.flush()
+        raise typer.Exit(EXIT_BUG)
 
     @staticmethod
     def quiet_stdout(json_: bool) -> contextlib.AbstractContextManager[object]:
@@ -62,6 +77,21 @@ class Terminal:
         sys.stderr.write(f"error: {message}\n")
         sys.stderr.flush()
         raise typer.Exit(code)
+
+
+def bug_line(exc: BaseException) -> str:
+    """The one line that closes a bug report: what failed, and a request to report it."""
+    text = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+    return REPORT_BUG.format(error=text.splitlines()[0] if text else type(exc).__name__)
+
+
+def click_exceptions() -> Any:
+    """click's exceptions module (typer >= 0.20 vendors click)."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # pragma: no cover - older typer
+        from click import exceptions
+    return exceptions
 
 
 def _width(stream: Any) -> int | None:

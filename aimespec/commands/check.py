@@ -28,7 +28,7 @@ from aimespec.core.contract import MethodContract, methods_of, resolve
 from aimespec.core.dims import dim_names
 from aimespec.core.errors import ContractViolation, UsageError
 from aimespec.core.limits import seed_value, timeout_seconds
-from aimespec.core.validate import Violation, ViolationKind, exception_violation
+from aimespec.core.violation import Violation, ViolationKind, exception_violation
 from aimespec.explain.findings import (
     Finding,
     documented,

@@ -18,9 +18,12 @@ import types
 import typing
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Annotated, Any, Union
+from typing import TYPE_CHECKING, Annotated, Any, Union
 
-import torch
+from aimespec.core.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 _FLOAT = frozenset({"float16", "bfloat16", "float32", "float64"})
 
@@ -39,7 +42,7 @@ class Leaf:
     def symbolic(self) -> str:
         return format_shape(self.dims)
 
-    def accepts_dtype(self, dtype: torch.dtype) -> bool:
+    def accepts_dtype(self, dtype: "torch.dtype") -> bool:
         return self.dtype == "any" or str(dtype).removeprefix("torch.") in self.dtypes
 
 
@@ -140,8 +143,8 @@ _AXIS_OPS = (*_OPS, ast.Div, ast.UnaryOp, ast.USub, ast.UAdd)  # what a message'
 _NODES = (ast.Expression, ast.BinOp, ast.Name, ast.Load, ast.Constant)
 
 
-class DimError(ValueError):
-    """A dim expression aimespec cannot evaluate (only + - * // of names and integers)."""
+class DimError(InputError):
+    """A dim expression aimespec cannot evaluate (only + - * // of names and integers): a ValueError too."""
 
 
 @functools.cache

@@ -3,31 +3,39 @@
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from aimespec.core.validate import Violation
+    from aimespec.core.violation import Violation
 
 
 class AimespecError(Exception):
     """Base of every error aimespec raises on purpose."""
 
 
-class ConfigError(AimespecError, ValueError):
-    """An invalid config value or key; the message names the field."""
+class UsageError(AimespecError):
+    """Bad input, judged where it is read (a missing file, no component found, a bad value): exit code 2.
+
+    Everything the CLI reports as the user's mistake is one of these; any other exception
+    escaping a command is a bug of aimespec's own (exit code 3, traceback shown).
+    """
+
+
+class ConfigError(UsageError, ValueError):
+    """An invalid config value or key; the message names the field (a ValueError, as SPEC says)."""
 
     def __init__(self, field: str, problem: str) -> None:
         self.field = field
         super().__init__(f"{field}: {problem}")
 
 
-class ContractNotFound(AimespecError, LookupError):
-    """A contract name that no contract carries."""
-
-
 class UnknownConfigKey(ConfigError, TypeError):
     """A keyword that is not a config field (a TypeError too, as Python's own would be)."""
 
 
-class UsageError(AimespecError):
-    """Bad input to a command (missing file, no component found, ...): exit code 2."""
+class ContractNotFound(UsageError, LookupError):
+    """A contract name that no contract carries."""
+
+
+class InputError(UsageError, ValueError):
+    """A bad value for a parameter of the library (a checking mode, an error number, a size)."""
 
 
 class ContractViolation(AimespecError, TypeError):
@@ -38,3 +46,8 @@ class ContractViolation(AimespecError, TypeError):
         lines = [v.message for v in self.violations]
         head = lines[0] if len(lines) == 1 else f"{len(lines)} contract violations:\n  " + "\n  ".join(lines)
         super().__init__(head)
+
+
+# The line a bug of ours ends with (exit code 3), after its traceback; {error} is `Type: message`.
+REPORT_BUG = ("aimespec itself failed ({error}): this is a bug in aimespec, not in your input or model; "
+              "please report it with the traceback above and the command you ran")

@@ -18,6 +18,7 @@ from torch import nn
 
 from aimespec.core.config import AimeConfig
 from aimespec.core.dims import evaluate, format_shape, is_plain, substitute
+from aimespec.core.errors import InputError
 from aimespec.core.symbols import symbol_values
 from aimespec.explain.documented import DocumentedError, documented_error, documented_errors
 from aimespec.explain.engine import explain
@@ -307,7 +308,7 @@ def diagnose(n: int, cfg: AimeConfig, batch: int | None = None, seq_len: int | N
     B = cfg.batch_size if batch is None else batch
     T = cfg.sequence_length if seq_len is None else seq_len
     if B < 1 or T < 1:
-        raise ValueError(f"batch and seq_len must be positive integers, got B={B} T={T}")
+        raise InputError(f"batch and seq_len must be positive integers, got B={B} T={T}")
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(seed)
         run = _RUNNERS[n](cfg, B, T, _Algebra(cfg, B, T))

@@ -8,6 +8,8 @@ names them, and the check engine fills a violation's `documented_error` / `fix` 
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from aimespec.core.errors import InputError
+
 
 @dataclass(frozen=True)
 class DocumentedError:
@@ -169,9 +171,9 @@ def documented_errors() -> list[DocumentedError]:
 
 
 def documented_error(n: int) -> DocumentedError:
-    """Error `n` (1..5); any other number raises a one-sentence ValueError."""
+    """Error `n` (1..5); any other number raises a one-sentence InputError (a ValueError)."""
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(_ERRORS):
-        raise ValueError(f"the document has errors 1 to {len(_ERRORS)}, not {n!r}")
+        raise InputError(f"the document has errors 1 to {len(_ERRORS)}, not {n!r}")
     return _ERRORS[n - 1]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from aimespec.core.config import AimeConfig
 from aimespec.core.symbols import symbol_values
-from aimespec.core.validate import Violation
+from aimespec.core.violation import Violation
 from aimespec.explain.algebra import Algebra
 from aimespec.explain.documented import documented_error
 from aimespec.explain.messages import Clash, Finding, from_violation, parse

@@ -21,7 +21,7 @@ from typing import Any
 from aimespec.core.config import AimeConfig
 from aimespec.core.errors import ContractViolation
 from aimespec.core.symbols import symbol_values
-from aimespec.core.validate import Violation, ViolationKind
+from aimespec.core.violation import Violation, ViolationKind
 from aimespec.explain.values import Advice
 
 # An explanation's best match counts as the finding's documented error from this score on.

@@ -9,7 +9,7 @@ import math
 import re
 from typing import Any
 
-from aimespec.core.validate import Violation, ViolationKind
+from aimespec.core.violation import Violation, ViolationKind
 from aimespec.explain.evidence import (
     INT,
     LIST,

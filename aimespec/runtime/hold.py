@@ -16,7 +16,8 @@ from aimespec.core.contract import MethodContract, resolve
 from aimespec.core.dims import DictNode, Leaf, Node, Other, TupleNode, evaluate
 from aimespec.core.errors import ContractViolation
 from aimespec.core.symbols import symbol_values
-from aimespec.core.validate import CallChecker, Violation, ViolationKind, exception_violation
+from aimespec.core.validate import CallChecker
+from aimespec.core.violation import Violation, ViolationKind, exception_violation
 
 
 @dataclass

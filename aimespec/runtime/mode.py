@@ -11,6 +11,8 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
+from aimespec.core.errors import InputError
+
 MODES = ("full", "shapes", "off")
 ENV_VAR = "AIMESPEC_CHECK"
 BAD_MODE = "{what} is not a checking mode: use one of full, shapes, off"
@@ -30,13 +32,13 @@ _env_modes: dict[str | None, str] = {None: "full"}  # raw $AIMESPEC_CHECK -> mod
 
 
 def env_mode() -> str:
-    """The mode `$AIMESPEC_CHECK` asks for (unset: full); a ValueError naming a bad value."""
+    """The mode `$AIMESPEC_CHECK` asks for (unset: full); an InputError (a ValueError) naming a bad value."""
     raw = os.environ.get(ENV_VAR)
     mode = _env_modes.get(raw)
     if mode is None:
         mode = raw.strip().lower() if raw is not None else "full"
         if mode not in MODES:
-            raise ValueError(BAD_MODE.format(what=f"{ENV_VAR}={raw!r}"))
+            raise InputError(BAD_MODE.format(what=f"{ENV_VAR}={raw!r}"))
         _env_modes[raw] = mode
     return mode
 
@@ -55,7 +57,7 @@ def current_mode() -> str:
 def checking(mode: str) -> Iterator[None]:
     """Run a block with contract checking `full`, `shapes` (no value invariants) or `off`."""
     if mode not in MODES:
-        raise ValueError(BAD_MODE.format(what=repr(mode)))
+        raise InputError(BAD_MODE.format(what=repr(mode)))
     token = _state.set(_state.get()._replace(override=mode))
     try:
         yield

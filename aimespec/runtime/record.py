@@ -23,7 +23,8 @@ import torch
 from aimespec.core.config import AimeConfig
 from aimespec.core.contract import MethodContract, methods_of
 from aimespec.core.dims import Leaf, Node
-from aimespec.core.validate import CallChecker, Violation, _walk
+from aimespec.core.validate import CallChecker, _walk
+from aimespec.core.violation import Violation
 from aimespec.runtime.discover import WORLD_CONTRACT, contract_of
 from aimespec.runtime.mode import observing
 
