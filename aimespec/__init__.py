@@ -18,7 +18,7 @@ from aimespec.runtime.mode import checking, current_mode, observing
 if TYPE_CHECKING:
     from aimespec.core.contract import Contract, contract_names, invariants, resolve
     from aimespec.core.implements import implements
-    from aimespec.core.invariants import FiniteLoss, InRange, IntRange, Invariant, Positive, Simplex
+    from aimespec.core.invariants import Causal, FiniteLoss, InRange, IntRange, Invariant, Positive, Simplex, Stateful
     from aimespec.core.violation import Violation
     from aimespec.runtime.checked import checked
     from aimespec.runtime.hold import CallInputs, hold, make_inputs
@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 _LAZY = {
     "aimespec.core.contract": ("Contract", "contract_names", "invariants", "resolve"),
     "aimespec.core.implements": ("implements",),
-    "aimespec.core.invariants": ("FiniteLoss", "InRange", "IntRange", "Invariant", "Positive", "Simplex"),
+    "aimespec.core.invariants": ("Causal", "FiniteLoss", "InRange", "IntRange", "Invariant", "Positive", "Simplex",
+                                 "Stateful"),
     "aimespec.core.validate": ("Violation",),
     "aimespec.runtime.checked": ("checked",),
     "aimespec.runtime.hold": ("CallInputs", "hold", "make_inputs"),
@@ -62,11 +63,23 @@ def check(path=None, cfg=None, **options):
     return _check(path, cfg if cfg is not None else AimeConfig(), **options)
 
 
+def probe(obj_or_cls, ref, cfg=None, B=None, T=None, seed=0, **options):
+    """The behavioural probes (batch, causal, config, repeat) of one contract on an object or class.
+
+    Returns a `ProbeReport`: `.results` maps each probe to "ok" | "failed" | "skipped: <reason>",
+    `.violations` lists the failures (kind = the probe's name), `.ok` is True when none failed.
+    """
+    from aimespec.commands.check_probes import probe as _probe
+
+    return _probe(obj_or_cls, ref, cfg if cfg is not None else AimeConfig(), B, T, seed, **options)
+
+
 __all__ = [
     "SYMBOLS",
     "AimeConfig",
     "AimespecError",
     "CallInputs",
+    "Causal",
     "ConfigError",
     "Contract",
     "ContractNotFound",
@@ -78,6 +91,7 @@ __all__ = [
     "OutputError",
     "Positive",
     "Simplex",
+    "Stateful",
     "UsageError",
     "Violation",
     "__version__",
@@ -96,6 +110,7 @@ __all__ = [
     "observing",
     "output_file",
     "output_folder",
+    "probe",
     "replace_into",
     "resolve",
     "seed_value",

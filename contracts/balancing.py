@@ -5,7 +5,7 @@ from typing import Annotated, ClassVar
 from jaxtyping import Float
 from torch import Tensor
 
-from aimespec import Contract
+from aimespec import Contract, Stateful, invariants
 
 
 class RGB(Contract):
@@ -14,6 +14,7 @@ class RGB(Contract):
     pillar = "balancing"
     free_dims: ClassVar[dict[str, int]] = {"num_tasks": 4, "P": 1000}  # free per call; values for drawing
 
+    @invariants(Stateful("the consensus direction and rotation angles carry over to the next step"))
     def balance(self, grads: Float[Tensor, "num_tasks P"]) -> Annotated[Float[Tensor, "P"], "balanced_grad"]:
         """grads [num_tasks, P] -> balanced_grad [P]."""
         ...

@@ -5,7 +5,7 @@ from typing import Annotated, NamedTuple
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from aimespec import Contract, FiniteLoss, InRange, IntRange, invariants
+from aimespec import Causal, Contract, FiniteLoss, InRange, IntRange, invariants
 
 
 class EncodeResult(NamedTuple):
@@ -40,7 +40,7 @@ class CausalPerceiverIO(Contract):
 
     pillar = "perceiver"
 
-    @invariants(InRange("videos", 0.0, 1.0))
+    @invariants(InRange("videos", 0.0, 1.0), Causal(axis="T"))
     def extract_context(self, videos: Float[Tensor, "B T C H W"]) -> Annotated[
         Float[Tensor, "B T context_dim"], "context"
     ]:

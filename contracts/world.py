@@ -5,7 +5,7 @@ from typing import NotRequired, TypedDict
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from aimespec import Contract, InRange, IntRange, Simplex, invariants
+from aimespec import Causal, Contract, InRange, IntRange, Simplex, invariants
 
 
 class SequenceOutputs(TypedDict):
@@ -29,6 +29,7 @@ class AimeWorldModel(Contract):
         Simplex("attention_maps", over=("H_att", "W_att")),
         IntRange("tokens", "0", "num_codes-1"),
         Simplex("mixture_weights", over=("K",)),
+        Causal(axis="T"),  # step t of every output sees observations and actions up to t
     )
     def forward_sequence(
         self, observations: Float[Tensor, "B T C H W"], actions: Float[Tensor, "B T A"]

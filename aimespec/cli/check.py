@@ -27,6 +27,9 @@ def check(
     format_: Annotated[str, typer.Option(
         "--format", metavar="FORMAT", help="text (default), json (= --json) or github: one GitHub Actions "
                                            "::error annotation per finding, nothing else on stdout.")] = "text",
+    vary_config: Annotated[bool, typer.Option("--vary-config/--no-vary-config",
+                                              help="Run the config probe: rebuild every component at a second "
+                                                   "config whose widths all differ, and check it again.")] = True,
     json_: JsonOpt = False,
     set_: SetOpt = None,
     config: ConfigOpt = None,
@@ -45,7 +48,8 @@ def check(
     with term.guard():
         cfg = load_config(config, set_, env)
         with term.quiet_stdout(fmt != "text"):  # the model's own prints must not break the JSON document
-            report = run_check(path, cfg, examples=examples, seed=seed, timeout=timeout, meta=meta)
+            report = run_check(path, cfg, examples=examples, seed=seed, timeout=timeout, meta=meta,
+                               vary_config=vary_config)
     report.verbose = verbose
     if fmt == "json":
         term.json(report.to_json(tracebacks=verbose))

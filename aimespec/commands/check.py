@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from aimespec.commands import check_probes
 from aimespec.commands.check_inside import def_line, inside_violations, is_signature_error, signature_note
 from aimespec.commands.check_report import CheckReport, ContractResult
 from aimespec.commands.spec import WORLD
@@ -83,12 +84,14 @@ def example_pairs(cfg: AimeConfig, n: int, seed: int, *, cap: tuple[int, int] | 
 
 
 def check(path: str | Path | None, cfg: AimeConfig, *, examples: int = 3, seed: int = 0, timeout: float = 20.0,
-          device: str | torch.device = "cpu", meta: bool = True) -> CheckReport:
+          device: str | torch.device = "cpu", meta: bool = True, probes: bool = True,
+          vary_config: bool = True) -> CheckReport:
     """Check a model file (None: the bundled reference model) against every contract it implements.
 
     With `meta` (the default) the config's own, full-size (B, T) runs on the meta device when
     the code allows it (shapes and dtypes at no FLOPs); the random, smaller (B, T) run on real
-    tensors and carry the value invariants.
+    tensors and carry the value invariants. `probes` runs the behavioural probes (SPEC), `vary_config`
+    their `config` probe (the whole check again at a second config with other widths).
     """
     if isinstance(examples, bool) or not isinstance(examples, int) or not 0 <= examples <= MAX_EXAMPLES:
         raise UsageError(f"--examples must be an integer in [0, {MAX_EXAMPLES}] (there are only {MAX_EXAMPLES} "
@@ -97,9 +100,10 @@ def check(path: str | Path | None, cfg: AimeConfig, *, examples: int = 3, seed: 
     seed = seed_value(seed)
     started = time.perf_counter()
     source = load_source(path)
-    engine = _Engine(source, cfg, examples, seed, float(timeout), device, meta)
+    engine = _Engine(source, cfg, examples, seed, float(timeout), device, meta, probes, vary_config)
     rows = engine.run()
-    return CheckReport(cfg, source.label, seed, engine.pairs, rows, time.perf_counter() - started)
+    return CheckReport(cfg, source.label, seed, engine.pairs, rows, time.perf_counter() - started,
+                       probe_config=engine.probe_config)
 
 
 def _free_used(mc: MethodContract) -> tuple[str, ...]:
@@ -110,8 +114,10 @@ def _free_used(mc: MethodContract) -> tuple[str, ...]:
 
 class _Engine:
     def __init__(self, source: ModelSource, cfg: AimeConfig, examples: int, seed: int, timeout: float,
-                 device: str | torch.device, meta: bool = True) -> None:
+                 device: str | torch.device, meta: bool = True, probes: bool = True, vary_config: bool = True) -> None:
         self.source, self.cfg, self.seed, self.timeout, self.device = source, cfg, seed, timeout, device
+        self.probes, self.vary_config = probes, vary_config and probes
+        self.probe_config: dict[str, Any] | None = None  # the config probe's changes, once it ran
         self.pairs = example_pairs(cfg, examples, seed)
         frames = cfg.batch_size * cfg.sequence_length
         self.world_pairs = example_pairs(cfg, examples, seed, cap=(cfg.batch_size, cfg.sequence_length),
@@ -132,6 +138,8 @@ class _Engine:
             for comp in self.source.world_components():
                 if not any(issubclass(t, comp.cls) for t in covered):
                     rows += self._world(comp.cls, comp.name, covered)
+            if self.probes:
+                self.probe_config = check_probes.finish(self, rows)
         return rows
 
     # --- calling user code -----------------------------------------------------------------
@@ -200,6 +208,8 @@ class _Engine:
                 for B, T in dict.fromkeys(real):
                     if self._call(row, mc, obj, comp.cls, B, T, recorder, inner):
                         break
+        for mc, row in zip(methods_of(comp.contract), rows, strict=True):
+            self._probe(row, mc, obj)
         return rows + list(inner.values())
 
     def _call(self, row: ContractResult, mc: MethodContract, obj: Any, cls: type, B: int, T: int,
@@ -271,7 +281,13 @@ class _Engine:
             for B, T in dict.fromkeys(real):
                 if self._world_call(row, mc, model, label, B, T, recorder, inner):
                     break
+        self._probe(row, mc, model)
         return [row, *inner.values()]
+
+    def _probe(self, row: ContractResult, mc: MethodContract, obj: Any) -> None:
+        """The behavioural probes, once the shapes held (SPEC "Behavioural probes")."""
+        if self.probes:
+            check_probes.probe_row(self, row, mc, obj)
 
     def _world_call(self, row: ContractResult, mc: MethodContract, model: Any, label: str, B: int, T: int,
                     recorder: Recorder, inner: dict[tuple, ContractResult], device: str | None = None) -> bool:

@@ -13,6 +13,7 @@ from rich.text import Text
 from aimespec.core.config import AimeConfig
 from aimespec.core.dims import format_shape
 from aimespec.explain.findings import Finding
+from aimespec.runtime.probes import PROBES
 
 PASS, FAIL = "✓", "✗"
 
@@ -28,6 +29,7 @@ class ContractResult:
     calls: int = 0
     examples: list[tuple[int, int]] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    probes: dict[str, str] = field(default_factory=dict)  # probe name -> "ok" | "failed" | "skipped: <reason>"
 
     @property
     def ok(self) -> bool:
@@ -51,7 +53,7 @@ class ContractResult:
             "contract": self.contract, "implementation": self.implementation, "ok": self.ok,
             "violations": [f.to_json(tracebacks=tracebacks) for f in self.findings],
             "checked_in": self.checked_in, "file": self.file, "calls": self.calls,
-            "examples": [list(p) for p in self.examples],
+            "examples": [list(p) for p in self.examples], "probes": dict(self.probes),
         }
 
 
@@ -70,6 +72,7 @@ class CheckReport(Mapping):
     results: list[ContractResult]
     seconds: float = 0.0
     verbose: bool = False
+    probe_config: dict[str, Any] | None = None  # the config probe's second config (the fields it changed)
 
     @property
     def ok(self) -> bool:
@@ -95,23 +98,39 @@ class CheckReport(Mapping):
             "version": __version__, "ok": self.ok, "config": self.cfg.to_dict(), "source": self.source,
             "seed": self.seed, "examples": [list(p) for p in self.examples], "seconds": round(self.seconds, 3),
             "results": [r.to_json(tracebacks=tracebacks) for r in self.results],
+            "probe_config": _plain(self.probe_config),
         }
 
     # --- rendering -------------------------------------------------------------------------
-    def reproduce(self) -> str:
-        """The command line that reruns this check (`--set` for every non-default config key)."""
+    def reproduce(self, changes: Mapping[str, Any] | None = None) -> str:
+        """The command line that reruns this check (`--set` for every non-default config key).
+
+        With `changes` (a config probe finding's second config): the check at that config.
+        """
         parts = ["aimespec check"]
         if self.source != "reference_model":
             parts.append(self.source)
         defaults = AimeConfig()
-        for f in dataclasses.fields(self.cfg):
-            value, default = getattr(self.cfg, f.name), getattr(defaults, f.name)
+        cfg = self.cfg.replace(**changes) if changes else self.cfg
+        for f in dataclasses.fields(cfg):
+            value, default = getattr(cfg, f.name), getattr(defaults, f.name)
             if value != default:
                 shown = ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value).lower() \
                     if isinstance(value, bool) else str(value)
                 parts.append(f"--set {f.name}={shown}")
         parts.append(f"--seed {self.seed}")
         return " ".join(parts)
+
+    def probe_summary(self) -> str:
+        """One line: how many probe runs passed, failed, were skipped; the config probe's second config."""
+        statuses = [s for r in self.results for s in r.probes.values()]
+        ok, failed = statuses.count("ok"), statuses.count("failed")
+        line = f"probes: {ok} ok, {failed} failed, {len(statuses) - ok - failed} skipped (JSON: each result's probes)"
+        if self.probe_config:
+            from aimespec.commands.probe_config import shown_widths
+
+            line += f"; the config probe rebuilt every component at {shown_widths(self.probe_config)}"
+        return line
 
     def summary(self) -> str:
         failed = [r for r in self.results if not r.ok]
@@ -141,6 +160,8 @@ class CheckReport(Mapping):
             verdict = Text(PASS, style="green") if r.ok else Text(f"{FAIL} {len(r.findings)}", style="bold red")
             table.add_row(r.contract, r.implementation, plural(r.calls, "call"), verdict)
         parts: list[Any] = [header, table]
+        if any(r.probes for r in self.results):
+            parts.append(Text(self.probe_summary(), style="dim"))
         for r in self.results:
             for f in r.findings:
                 parts.append(self._panel(r, f))
@@ -161,7 +182,9 @@ class CheckReport(Mapping):
             if value and value.strip() not in ("", "-", "[]"):  # no filler rows
                 grid.add_row(label, Text(value))
 
-        if v.kind in ("exception", "constructor", "timeout", "missing"):
+        if v.kind in PROBES:
+            _probe_lines(line, f)
+        elif v.kind in ("exception", "constructor", "timeout", "missing"):
             line(v.kind, v.message)
             if f.numbers:
                 line("numbers", "; ".join(f"{n} = {reading}" for n, reading in f.numbers.items()))
@@ -181,7 +204,8 @@ class CheckReport(Mapping):
             line("where", v.where)
         if v.batch is not None:
             example = f"B={v.batch}, T={v.seq_len}" + (f", step {f.step}" if f.step is not None else "")
-            line("reproduce", f"{self.reproduce()}   ({example})")
+            changes = (v.probe or {}).get("config") if v.kind == "config" else None
+            line("reproduce", f"{self.reproduce(changes)}   ({example})")
         if f.occurrences > 1:
             line("seen", f"{plural(f.occurrences, 'time')} (examples and steps)")
         if self.verbose and f.traceback:
@@ -231,3 +255,19 @@ def _split_where(where: str | None) -> tuple[str | None, int | None]:
     if sep and line.isdigit():
         return path, int(line)
     return where, None
+
+
+def _plain(changes: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if changes is None else {k: list(v) if isinstance(v, tuple) else v for k, v in changes.items()}
+
+
+def _probe_lines(line: Any, f: Finding) -> None:
+    """A probe finding: what the probe changed, what changed that should not have, the likely cause."""
+    v = f.violation
+    probe = v.probe or {}
+    line("probe", v.kind)
+    if probe.get("changed"):
+        line("changed", str(probe["changed"]))
+    line("problem", v.message)
+    if f.explanation:
+        line("likely cause", f.explanation)

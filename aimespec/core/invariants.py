@@ -7,7 +7,7 @@ input generator how to draw a valid tensor. Meta tensors carry no values: skippe
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -170,3 +170,49 @@ def check_value(inv: Invariant, value: object, dims: Sequence[str], values: dict
     if not isinstance(value, torch.Tensor) or value.device.type == "meta":
         return None
     return inv.violation(value, dims, values)
+
+
+# --- behavioural declarations: read by the probes of `aimespec check`, not by the validator ----------
+@dataclass(frozen=True)
+class Causal(Invariant):
+    """Outputs at step t depend only on inputs at steps <= t along the time axis `axis`.
+
+    `inputs` / `outputs` name the tensors (contract paths) the probe changes and compares;
+    empty means every input / output that has the axis. `aimespec check` probes it: the inputs
+    at steps > t are replaced, and no output at a step <= t may change.
+    """
+
+    path: str = field(default="(causal)", init=False)
+    axis: str = "T"
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+
+    def violation(self, value, dims, values):
+        return None  # a behaviour over two calls: the `causal` probe checks it
+
+    def describe(self) -> str:
+        outs = ", ".join(self.outputs) or "every output"
+        return f"causal over {self.axis}: {outs} at step t depends only on steps <= t"
+
+
+@dataclass(frozen=True)
+class Stateful(Invariant):
+    """The component carries state between calls by design (e.g. a momentum): `reason` says which.
+
+    The `repeat` probe then checks that the same state and inputs give the same result (a
+    snapshot of the object before each compared call), instead of calls leaving no trace.
+    """
+
+    path: str = field(default="(stateful)", init=False)
+    reason: str = ""
+
+    def violation(self, value, dims, values):
+        return None
+
+    def describe(self) -> str:
+        return "carries state between calls" + (f" ({self.reason})" if self.reason else "")
+
+
+def declared(items: Sequence[Invariant], kind: type) -> Invariant | None:
+    """The first declaration of `kind` (Causal, Stateful) among a contract's invariants."""
+    return next((inv for inv in items if isinstance(inv, kind)), None)

@@ -21,6 +21,10 @@ class ViolationKind(StrEnum):
     EXCEPTION = "exception"  # the call raised
     TIMEOUT = "timeout"  # the call did not return in time
     CONSTRUCTOR = "constructor"  # building the component raised
+    BATCH = "batch"  # probe: another example's inputs changed this example's outputs
+    CAUSAL = "causal"  # probe: later steps' inputs changed an earlier step's outputs
+    CONFIG = "config"  # probe: the contract fails at a second config with other widths
+    REPEAT = "repeat"  # probe: the same call gave other outputs (state kept between calls)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,6 +51,7 @@ class Violation:
     batch: int | None = None
     seq_len: int | None = None
     seed: int | None = None
+    probe: dict[str, Any] | None = None  # a behavioural probe's evidence (kind batch | causal | config | repeat)
 
     def __post_init__(self) -> None:  # a plain string names its kind too ("value"), checked here
         object.__setattr__(self, "kind", ViolationKind(self.kind))

@@ -286,4 +286,40 @@ class Algebra:
         return ranked[0].text if ranked else str(n)
 
 
-__all__ = ["CONCATENATED", "Algebra", "read_kind"]
+@dataclass(frozen=True)
+class Reading:
+    """One reading of a number in the config's symbols, and what the same expression is at another config."""
+
+    text: str  # "D + context_dim + A"
+    shown: str  # "36 + 256 + 6"
+    symbols: frozenset[str]  # the symbols it is made of
+    kinds: frozenset[str]  # batch | time | width | spatial | count
+    expr: _Expr
+
+    def value_in(self, algebra: "Algebra") -> tuple[int, str] | None:
+        """(value, shown) of the same expression in another algebra (another config), None when it cannot say."""
+        by_name = {a.name: a for a in algebra.atoms}
+        total, shown = 0, []
+        for f, atoms in self.expr.terms:
+            if any(a.name not in by_name for a in atoms):
+                return None
+            other = _Expr(((f, tuple(by_name[a.name] for a in atoms)),))
+            value = f
+            for a in atoms:
+                value *= by_name[a.name].value
+            total += value
+            shown.append(other._write("shown"))
+        return total, " + ".join(shown)
+
+
+def readings(algebra: Algebra, n: int) -> list[Reading]:
+    """Every reading of `n`, most plausible first, with its symbols and kinds."""
+    out = []
+    for e in algebra.ranked(n):
+        atoms = e.atoms
+        symbols = frozenset(u for a in atoms for u in a.uses)
+        out.append(Reading(e.text, e._write("shown"), symbols, frozenset(a.kind for a in atoms), e))
+    return out
+
+
+__all__ = ["CONCATENATED", "Algebra", "Reading", "read_kind", "readings"]

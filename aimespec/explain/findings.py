@@ -56,6 +56,8 @@ class Finding:
             "kind": v.kind, "where": v.where, "batch": v.batch, "seq_len": v.seq_len, "seed": v.seed,
             "step": self.step, "occurrences": self.occurrences, "contract": v.contract, "bindings": v.bindings,
         }
+        if v.probe is not None:
+            out["probe"] = v.probe
         if self.explanation:
             out["explanation"] = self.explanation
         if self.numbers:

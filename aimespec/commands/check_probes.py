@@ -1,0 +1,160 @@
+"""The behavioural probes inside `aimespec check`: hooks the engine calls, and `aimespec.probe`.
+
+After a contract's shapes and values hold, `probe_row` runs the `batch`, `causal` and
+`repeat` probes (`aimespec.runtime.probes`) on the built object, and `finish` runs the
+`config` probe: the whole check again at `varied_config(cfg)`, each of its findings a
+`config` finding of the row it belongs to. Every row says what each probe did
+(`row.probes`: "ok", "failed" or "skipped: <reason>"): nothing passes silently.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from aimespec.commands.check_report import ContractResult
+from aimespec.commands.probe_config import config_violation, literal_width, varied_config
+from aimespec.core.config import AimeConfig
+from aimespec.core.contract import MethodContract, resolve
+from aimespec.core.errors import ConfigError
+from aimespec.core.violation import Violation
+from aimespec.explain.findings import Finding, documented, return_line
+from aimespec.runtime.hold import build
+from aimespec.runtime.probes import PROBE_PAIR, PROBES, Prober, ProbeResult
+
+CALL_PROBES = ("batch", "causal", "repeat")
+SKIP_FAILED = "skipped: the contract does not hold at this config (its findings come first)"
+SKIP_INSIDE = "skipped: called inside {parent}, whose own probes cover the whole call"
+SKIP_OFF = "skipped: --no-vary-config"
+SKIP_NOT_REACHED = "skipped: not reached at the varied config"
+
+
+def _failed_before(row: ContractResult) -> bool:
+    return any(f.violation.kind not in PROBES for f in row.findings)
+
+
+def probe_finding(result: ProbeResult) -> Finding:
+    v = result.violation
+    assert v is not None
+    title, _fix = documented(v.documented_error)
+    return Finding(v, title=title, explanation=result.cause)
+
+
+def probe_row(engine: Any, row: ContractResult, mc: MethodContract, obj: Any) -> None:
+    """The batch, causal and repeat probes of one contract method on one built object."""
+    if _failed_before(row) or not callable(getattr(obj, mc.method, None)):
+        row.probes.update(dict.fromkeys(CALL_PROBES, SKIP_FAILED))
+        return
+    where = return_line(getattr(type(obj), mc.method, None))
+    for result in Prober(obj, mc, engine.cfg, engine.seed, run=engine._run, where=where).probes(CALL_PROBES):
+        row.probes[result.name] = result.status
+        if result.violation is not None:
+            row.add(probe_finding(result))
+
+
+def finish(engine: Any, rows: list[ContractResult]) -> dict[str, Any] | None:
+    """Statuses of rows the call probes did not reach, and the config probe; the varied config's changes."""
+    for row in rows:
+        if row.checked_in == "inside":
+            parent = row.implementation.split(" → ")[0]
+            for name in CALL_PROBES:
+                row.probes.setdefault(name, SKIP_INSIDE.format(parent=parent))
+    changes = _config_probe(engine, rows) if engine.vary_config else None
+    for row in rows:
+        row.probes.setdefault("config", SKIP_OFF)
+        for name in CALL_PROBES:
+            row.probes.setdefault(name, SKIP_FAILED)
+        row.probes = {name: row.probes[name] for name in PROBES if name in row.probes}
+    return changes
+
+
+def _config_probe(engine: Any, rows: list[ContractResult]) -> dict[str, Any] | None:
+    try:
+        cfg2, changes = varied_config(engine.cfg)
+    except (ConfigError, ValueError) as exc:
+        for row in rows:
+            row.probes["config"] = f"skipped: no second config with other widths is valid ({exc})"
+        return None
+    second = type(engine)(engine.source, cfg2, 0, engine.seed, engine.timeout, engine.device, meta=False,
+                          probes=False, vary_config=False)
+    found = {(r.contract, r.implementation): r for r in second.run()}
+    for row in rows:
+        other = found.get((row.contract, row.implementation))
+        if _failed_before(row):
+            row.probes["config"] = SKIP_FAILED
+        elif other is None:
+            row.probes["config"] = SKIP_NOT_REACHED
+        elif other.ok:
+            row.probes["config"] = "ok"
+        else:
+            row.probes["config"] = "failed"
+            row.add(_config_finding(other.findings, engine.cfg, cfg2, changes, _files(engine, row)))
+    return changes
+
+
+def _config_finding(findings: list[Finding], cfg: AimeConfig, cfg2: AimeConfig, changes: dict[str, Any],
+                    files: list[str]) -> Finding:
+    first = next((f for f in findings if not f.repeat_of), findings[0])
+    literal = literal_width(first.violation, cfg, cfg2, files)
+    v = config_violation(first.violation, changes, literal)
+    return Finding(v, step=first.step, title=first.title, explanation=first.explanation, numbers=first.numbers,
+                   traceback=first.traceback, repeat_of=first.repeat_of)
+
+
+def _files(engine: Any, row: ContractResult) -> list[str]:
+    from aimespec.core.paths import display_path
+
+    mine = [f for f in sorted(engine.source.files) if row.file and display_path(f) == row.file]
+    return mine or sorted(engine.source.files)
+
+
+# --- the Python API ------------------------------------------------------------------------------
+@dataclass
+class ProbeReport:
+    """What `aimespec.probe` found: each probe's status and the violations of those that failed."""
+
+    contract: str
+    results: dict[str, str] = field(default_factory=dict)
+    violations: list[Violation] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+def probe(obj_or_cls: Any, ref: str | MethodContract, cfg: AimeConfig, B: int | None = None,
+          T: int | None = None, seed: int = 0, *, vary_config: bool = True) -> ProbeReport:
+    """The behavioural probes of `ref` on an object (or a class, built from `cfg`), for property tests.
+
+    `config` runs when given a class (it is rebuilt at the varied config and held there).
+    """
+    from aimespec.runtime.hold import hold
+
+    mc = resolve(ref) if isinstance(ref, str) else ref
+    report = ProbeReport(mc.name)
+    obj = build(obj_or_cls, cfg) if isinstance(obj_or_cls, type) else obj_or_cls
+    pair = (B or PROBE_PAIR[0], T or PROBE_PAIR[1])
+    for result in Prober(obj, mc, cfg, seed, pair=pair).probes(CALL_PROBES):
+        report.results[result.name] = result.status
+        if result.violation is not None:
+            report.violations.append(result.violation)
+    if not vary_config:
+        report.results["config"] = SKIP_OFF
+    elif not isinstance(obj_or_cls, type):
+        report.results["config"] = "skipped: give the class to rebuild it at the varied config"
+    else:
+        cfg2, changes = varied_config(cfg)
+        found = hold(obj_or_cls, mc, cfg2, *pair, seed)
+        report.results["config"] = "failed" if found else "ok"
+        for v in found[:1]:
+            report.violations.append(config_violation(v, changes, literal_width(v, cfg, cfg2, _class_files(
+                obj_or_cls))))
+    report.results = {name: report.results[name] for name in PROBES if name in report.results}
+    return report
+
+
+def _class_files(cls: type) -> list[str]:
+    import inspect
+
+    try:
+        return [inspect.getsourcefile(cls) or ""]
+    except TypeError:
+        return []
