@@ -31,6 +31,12 @@ def _check(name: str, cfg: AimeConfig = CFG, **options):
     return check(PROBES / name, cfg, examples=0, **options)
 
 
+def _line(name: str, text: str) -> str:
+    """`examples/probes/NAME:LINE` of the first line holding `text`."""
+    lines = (PROBES / name).read_text().splitlines()
+    return f"examples/probes/{name}:{next(i for i, line in enumerate(lines, 1) if text in line)}"
+
+
 def _only(report, kind: str):
     found = [f.violation for f in report.findings if f.violation.kind == kind]
     assert found, f"no {kind} finding in {[f.violation.kind for f in report.findings]}"
@@ -67,7 +73,7 @@ def test_fold_is_documented_error_1_with_the_examples_it_mixed():
     assert v.probe["changed_example"] == 1 and v.probe["affected_examples"] == [0]
     assert v.probe["max_change"] > 0
     assert "folded back in the wrong order" in v.probe["likely_cause"]
-    assert v.where and v.where.endswith("examples/probes/fold.py:28")
+    assert v.where and v.where.endswith(_line("fold.py", "return self.out("))  # the method's return
 
 
 def test_batch_first_attention_names_the_module_and_where_it_is_built():
@@ -75,7 +81,7 @@ def test_batch_first_attention_names_the_module_and_where_it_is_built():
     assert v.documented_error is None
     assert v.probe["likely_cause"].startswith("context is nn.MultiheadAttention(batch_first=False)")
     assert v.fix == "construct context with batch_first=True (or transpose to [L, B, E] before it and back after)"
-    assert v.where.endswith("examples/probes/batch_first.py:19")
+    assert v.where.endswith(_line("batch_first.py", "self.context = nn.MultiheadAttention"))
 
 
 def test_unmasked_temporal_attention_reports_the_first_leaked_step():
@@ -95,7 +101,7 @@ def test_literal_width_names_the_field_it_should_have_read():
         "num_latent_channels_perceiver + action_dim")
     assert v.fix == "read the width from the config: cfg.latent_dim + cfg.num_latent_channels_perceiver + " \
                     "cfg.action_dim instead of 298"
-    assert v.where.endswith("examples/probes/literal_width.py:18")
+    assert v.where.endswith(_line("literal_width.py", "nn.LSTMCell(36 + 256 + 6"))
     assert v.probe["config"]["action_dim"] == 7 and v.probe["literal"]["number"] == 298
     varied = v.probe["config"]
     for field in ("latent_dim", "hidden_dim", "num_latent_channels_perceiver", "max_components",

@@ -174,7 +174,15 @@ def check_value(inv: Invariant, value: object, dims: Sequence[str], values: dict
 
 # --- behavioural declarations: read by the probes of `aimespec check`, not by the validator ----------
 @dataclass(frozen=True)
-class Causal(Invariant):
+class Declaration(Invariant):
+    """A promise about behaviour over several calls (no tensor of one call can break it)."""
+
+    def violation(self, value, dims, values):
+        return None  # the probes check it
+
+
+@dataclass(frozen=True)
+class Causal(Declaration):
     """Outputs at step t depend only on inputs at steps <= t along the time axis `axis`.
 
     `inputs` / `outputs` name the tensors (contract paths) the probe changes and compares;
@@ -187,16 +195,13 @@ class Causal(Invariant):
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
 
-    def violation(self, value, dims, values):
-        return None  # a behaviour over two calls: the `causal` probe checks it
-
     def describe(self) -> str:
         outs = ", ".join(self.outputs) or "every output"
         return f"causal over {self.axis}: {outs} at step t depends only on steps <= t"
 
 
 @dataclass(frozen=True)
-class Stateful(Invariant):
+class Stateful(Declaration):
     """The component carries state between calls by design (e.g. a momentum): `reason` says which.
 
     The `repeat` probe then checks that the same state and inputs give the same result (a
@@ -205,9 +210,6 @@ class Stateful(Invariant):
 
     path: str = field(default="(stateful)", init=False)
     reason: str = ""
-
-    def violation(self, value, dims, values):
-        return None
 
     def describe(self) -> str:
         return "carries state between calls" + (f" ({self.reason})" if self.reason else "")

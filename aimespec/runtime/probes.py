@@ -20,7 +20,7 @@ lives with the check engine (`aimespec.commands.probe_config`).
 import contextlib
 import copy
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -145,8 +145,9 @@ class Prober:
     def _violation(self, kind: str, out: Output, message: str, probe: dict[str, Any],
                    documented_error: int | None = None, fix: str | None = None) -> Violation:
         shape = list(out.value.shape)
-        v = Violation(self.contract.name, out.leaf.path, kind, out.leaf.symbolic, shape, shape,
-                      f"{self.contract.name}: {message}", documented_error=documented_error, fix=fix,
+        v = Violation(contract=self.contract.name, tensor=out.leaf.path, kind=kind, expected=out.leaf.symbolic,
+                      expected_shape=shape, got=shape, dims=out.leaf.dims, message=f"{self.contract.name}: {message}",
+                      documented_error=documented_error, fix=fix,
                       where=self.where, batch=self.pair[0], seq_len=self.pair[1], seed=self.seed, probe=probe)
         return v
 
@@ -202,7 +203,7 @@ class Prober:
                  "changed": f"example {j} of {', '.join(batched)} (fresh values from the contract)",
                  "likely_cause": cause}
         v = self._violation("batch", out, message, probe, 1 if fold else None, fix)
-        v.where = where or v.where
+        v = replace(v, where=where or v.where)
         return ProbeResult("batch", "failed", v, cause)
 
     # --- causal ------------------------------------------------------------------------------
@@ -258,7 +259,7 @@ class Prober:
                  "changed": f"{', '.join(steps)} at steps {s}..{size - 1} (fresh values from the contract)",
                  "likely_cause": cause}
         v = self._violation("causal", out, message, probe, None, fix)
-        v.where = where or v.where
+        v = replace(v, where=where or v.where)
         return ProbeResult("causal", "failed", v, cause)
 
     # --- repeat ------------------------------------------------------------------------------
