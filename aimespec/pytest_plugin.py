@@ -11,10 +11,25 @@ Enable it per run (`pytest --aimespec`) or for a project (`[tool.pytest.ini_opti
 
 import os
 import sys
+from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
-_STATE: dict[str, object] = {}
+_UNSET = object()
+
+
+@dataclass
+class _Session:
+    """What `pytest_configure` changed, for `pytest_unconfigure` to undo and the reports to show."""
+
+    previous_mode: Any = _UNSET  # $AIMESPEC_CHECK before the session (None: unset; _UNSET: not enabled)
+    hook: Any = None  # jaxtyping's import hook, when packages were named
+    packages: list[str] = field(default_factory=list)
+    already: list[str] = field(default_factory=list)  # named packages imported before the hook
+
+
+_STATE = _Session()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -41,27 +56,27 @@ def _packages(config: pytest.Config) -> list[str]:
 def pytest_configure(config: pytest.Config) -> None:
     if not _enabled(config):
         return
-    _STATE["previous_mode"] = os.environ.get("AIMESPEC_CHECK")
+    _STATE.previous_mode = os.environ.get("AIMESPEC_CHECK")
     os.environ["AIMESPEC_CHECK"] = "full"
     packages = _packages(config)
     already = [p for p in packages if p in sys.modules]
     if packages:
         from jaxtyping import install_import_hook
 
-        _STATE["hook"] = install_import_hook(packages, "beartype.beartype")
-    _STATE["packages"] = packages
-    _STATE["already"] = already
+        _STATE.hook = install_import_hook(packages, "beartype.beartype")
+    _STATE.packages = packages
+    _STATE.already = already
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if "previous_mode" not in _STATE:
+    if _STATE.previous_mode is _UNSET:
         return
-    previous = _STATE.pop("previous_mode")
+    previous, hook = _STATE.previous_mode, _STATE.hook
+    _STATE.previous_mode, _STATE.hook = _UNSET, None
     if previous is None:
         os.environ.pop("AIMESPEC_CHECK", None)
     else:
         os.environ["AIMESPEC_CHECK"] = str(previous)
-    hook = _STATE.pop("hook", None)
     if hook is not None:
         hook.uninstall()
 
@@ -69,10 +84,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_report_header(config: pytest.Config) -> str | None:
     if not _enabled(config):
         return None
-    packages = _STATE.get("packages") or []
+    packages = _STATE.packages
     line = "aimespec: full contract checking" + (f"; jaxtyping+beartype on {', '.join(packages)}" if packages else "")
-    if _STATE.get("already"):
-        line += f" (already imported before the hook, not checked: {', '.join(_STATE['already'])})"
+    if _STATE.already:
+        line += f" (already imported before the hook, not checked: {', '.join(_STATE.already)})"
     return line
 
 

@@ -12,7 +12,6 @@ from rich.text import Text
 
 from aimespec.cli.options import ConfigOpt, EnvOpt, JsonOpt, SetOpt, VerboseOpt, load_config
 from aimespec.cli.terminal import EXIT_USAGE, Terminal
-from aimespec.core.config import AimeConfig
 from aimespec.explain.documented import documented_errors
 from aimespec.explain.engine import Explanation, explain
 
@@ -74,7 +73,7 @@ def diagnose(
                            "seq_len": results[0].seq_len, "errors": [d.to_json() for d in results]})
         else:
             for d in results:
-                term.show(_diagnosis_view(d, cfg, verbose))
+                term.show(_diagnosis_view(d, verbose))
 
 
 def _list(term: Terminal, json_: bool, version: str) -> None:
@@ -94,7 +93,7 @@ def _list(term: Terminal, json_: bool, version: str) -> None:
     term.show(table)
 
 
-def _diagnosis_view(d: "Diagnosis", cfg: AimeConfig, verbose: bool) -> Panel:
+def _diagnosis_view(d: "Diagnosis", verbose: bool) -> Panel:
     parts: list[Any] = [Text.assemble(("document says: ", "bold"), d.document_error)]
     parts.append(Text(f"WRONG code, run at B={d.batch} T={d.seq_len}:", style="bold"))
     parts.append(Syntax(d.wrong_code, "python", theme="ansi_dark", word_wrap=True))

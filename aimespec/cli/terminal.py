@@ -39,9 +39,6 @@ class Terminal:
             sys.stdout.write(text if text.endswith("\n") else text + "\n")
         sys.stdout.flush()
 
-    def warn(self, message: str) -> None:
-        self.err.print(f"[yellow]{message}[/yellow]")
-
     @contextlib.contextmanager
     def guard(self) -> Iterator[None]:
         """A usage error (bad config, bad input) becomes one sentence and exit 2; anything else is our bug.

@@ -240,7 +240,7 @@ class _Engine:
             row.note_example(B, T)
             stop = isinstance(exc, CallTimeout)
             note = signature_note(mc, method) if is_signature_error(exc, method) else None
-            self._failed(row, mc.name, exc, B, T, recorder, inner, label, note, def_line(method) if note else None)
+            self._failed(row, mc.name, exc, B, T, recorder, label, note, def_line(method) if note else None)
         else:
             if device == "meta" and any(c.exception is not None for c in recorder.calls):
                 raise _NeedsRealTensors  # an inner call failed on meta and the user's code caught it
@@ -321,7 +321,7 @@ class _Engine:
         return True
 
     def _failed(self, row: ContractResult, contract: str, exc: BaseException, B: int, T: int, recorder: Recorder,
-                inner: dict[tuple, ContractResult], parent: str, note: str | None = None,
+                parent: str, note: str | None = None,
                 where: str | None = None) -> None:
         """The top-level call raised: its own finding, or a pointer to the component call that raised."""
         if isinstance(exc, ContractViolation) and not recorder.owns(exc):

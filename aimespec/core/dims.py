@@ -112,7 +112,8 @@ def parse(hint: Any, path: str, optional: bool = False, *, nested_paths: bool = 
     if isinstance(hint, type) and issubclass(hint, tuple) and hasattr(hint, "_fields"):
         hints = typing.get_type_hints(hint, include_extras=True)
         items = tuple(
-            parse(hints[f], f"{path}.{f}" if nested_paths else f, nested_paths=nested_paths) for f in hint._fields
+            parse(hints[f], f"{path}.{f}" if nested_paths else f, nested_paths=nested_paths)
+            for f in typing.cast(Any, hint)._fields  # a NamedTuple: its fields in order
         )
         return TupleNode(path, items, optional)
     if origin is tuple:

@@ -81,5 +81,5 @@ def exception_violation(contract: str, kind: ViolationKind | str, exc: BaseExcep
     text = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
     constructor = kind == ViolationKind.CONSTRUCTOR
     what = "the constructor raised" if constructor else "raised"
-    return Violation(contract=contract, tensor="(constructor)" if constructor else "(call)", kind=kind,
+    return Violation(contract=contract, tensor="(constructor)" if constructor else "(call)", kind=ViolationKind(kind),
                      message=f"{contract}: {what} {text}")

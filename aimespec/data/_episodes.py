@@ -126,7 +126,7 @@ class EpisodeData:
         """
         path = output_file(path, "the episodes")
         path.parent.mkdir(parents=True, exist_ok=True)
-        arrays: dict[str, np.ndarray] = {
+        arrays: dict[str, Any] = {  # keyword arguments of savez_compressed
             "observations": self.observations,
             "actions": self.actions,
             "metadata": np.array(json.dumps(self.metadata())),
@@ -196,12 +196,12 @@ def load_episodes(path: str | Path, cfg: "AimeConfig | None" = None, *, action_d
         found = ", ".join(sorted(arrays)) or "nothing"
         raise DataError(f"{name} has no {' or '.join(repr(m) for m in missing)} array (it holds {found}).")
     meta = _metadata(arrays.get("metadata"), name)
-    bounds = [arrays.get("action_min"), arrays.get("action_max")]
+    bounds: list[np.ndarray | None] = [arrays.get("action_min"), arrays.get("action_max")]
     if (bounds[0] is None) != (bounds[1] is None):
         raise DataError(f"{name} holds only one of action_min and action_max.")
     for i, key in enumerate(("action_min", "action_max")):
-        if bounds[i] is not None:
-            bounds[i] = _float32(bounds[i], key, name)
+        if (bound := bounds[i]) is not None:
+            bounds[i] = _float32(bound, key, name)
     known = {"task", "seed", "action_repeat", "policy", "camera_id", "version"}
     derived = {"format", "image_size", "episodes", "length", "action_dim"}
     _validate(arrays["observations"], arrays["actions"], bounds[0], bounds[1], name)

@@ -84,7 +84,8 @@ def batches(
 
 
 def _gather(
-    data: EpisodeData, idx: np.ndarray, starts: np.ndarray, length: int, seeds: np.ndarray, device: object
+    data: EpisodeData, idx: np.ndarray, starts: np.ndarray, length: int, seeds: np.ndarray,
+    device: torch.device | str | None,
 ) -> Batch:
     window = starts[:, None] + np.arange(length)[None, :]  # [B, T]
     episodes = idx[:, None]

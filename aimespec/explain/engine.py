@@ -290,7 +290,7 @@ def _explain(text: str, findings: list[Finding], cfg: AimeConfig, batch: int | N
         text=text, numbers=numbers, matches=matches,
         explanation=(f"({note}.)\n" if note else "") + _write(findings, numbers, matches, algebra, B, T, frame,
                                                                 literals),
-        findings=[f.to_json(algebra) for f in findings], batch=B, seq_len=T,
+        findings=[f.to_json() for f in findings], batch=B, seq_len=T,
         where=frame.where if frame else None, code=frame.code if frame else None, literals=literals,
         advice=[{"tensor": f.tensor, "rule": f.advice.rule, "why": f.advice.why, "fix": f.advice.fix}
                 for f in advice if f.advice is not None],

@@ -112,7 +112,7 @@ class Finding:
                     f"{numel / known:.6g} is not whole")
         return f"{shown} needs {known} entries, the input has {sym(numel, 'numel')}"
 
-    def to_json(self, alg: "Algebra") -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "excerpt": self.excerpt.strip(),
                 "clashes": [{"expected": c.expected, "got": c.got, "role": c.role} for c in self.clashes],
                 "rank": list(self.rank) if self.rank else None, "got_shape": self.got_shape,

@@ -156,10 +156,11 @@ def explain_exception(exc: BaseException, cfg: AimeConfig, B: int | None, T: int
     except Exception as exc:  # say so: a silent empty explanation would hide a bug of ours
         return Explained(reason=f"aimespec's explainer failed on this message ({type(exc).__name__}: {exc})")
     matches = list(getattr(result, "matches", []) or [])
+    numbers = {n: d[0] for n, d in (getattr(result, "numbers", None) or {}).items() if d} or None
     best = matches[0] if matches else None
-    good = best is not None and best.score >= MIN_EXPLAIN_SCORE
-    numbers = {n: d[0] for n, d in (getattr(result, "numbers", None) or {}).items() if d}
-    return Explained(best.error if good else None, getattr(best, "reason", None) if good else None, numbers or None)
+    if best is None or best.score < MIN_EXPLAIN_SCORE:
+        return Explained(None, None, numbers)
+    return Explained(best.error, getattr(best, "reason", None), numbers)
 
 
 def exception_where(exc: BaseException, files: frozenset[str]) -> str | None:

@@ -52,10 +52,6 @@ class ModelSource:
     components: list[Component]
     build_model: Callable[..., Any] | None
 
-    @property
-    def is_reference(self) -> bool:
-        return self.module.__name__ == REFERENCE_PACKAGE
-
     def world_components(self) -> list[Component]:
         return [c for c in self.components if c.contract == WORLD_CONTRACT]
 
@@ -148,7 +144,7 @@ def _load_reference() -> ModelSource:
             continue
         classes += [obj for obj in vars(module).values()
                     if inspect.isclass(obj) and obj.__module__ == module.__name__]
-    root = Path(package.__file__).resolve().parent
+    root = Path(inspect.getfile(package)).resolve().parent
     files = frozenset(str(p) for p in root.rglob("*.py"))
     factory = getattr(package, "build_model", None)
     return _source(REFERENCE_PACKAGE, package, files, classes, factory if callable(factory) else None)
