@@ -8,18 +8,25 @@ checks calls at runtime, holds any implementation against them, and explains sha
 from typing import TYPE_CHECKING
 
 from aimespec.core.config import AimeConfig
-from aimespec.core.errors import AimespecError, ConfigError, ContractNotFound, ContractViolation, UsageError
+from aimespec.core.errors import (
+    AimespecError,
+    ConfigError,
+    ContractNotFound,
+    ContractViolation,
+    InputError,
+    UsageError,
+)
 from aimespec.core.files import OutputError, disk_reason, output_file, output_folder, replace_into
 from aimespec.core.limits import allocation_failure, device_name, seed_value, timeout_seconds
-from aimespec.core.symbols import SYMBOLS, symbol_values
+from aimespec.core.symbols import SYMBOLS, Kind, Symbol, symbol_values
 from aimespec.core.version import __version__
+from aimespec.core.violation import Violation, ViolationKind
 from aimespec.runtime.mode import checking, current_mode, observing
 
 if TYPE_CHECKING:
     from aimespec.core.contract import Contract, contract_names, invariants, resolve
     from aimespec.core.implements import implements
     from aimespec.core.invariants import Causal, FiniteLoss, InRange, IntRange, Invariant, Positive, Simplex, Stateful
-    from aimespec.core.violation import Violation
     from aimespec.runtime.checked import checked
     from aimespec.runtime.hold import CallInputs, hold, make_inputs
 
@@ -30,13 +37,12 @@ _LAZY = {
     "aimespec.core.implements": ("implements",),
     "aimespec.core.invariants": ("Causal", "FiniteLoss", "InRange", "IntRange", "Invariant", "Positive", "Simplex",
                                  "Stateful"),
-    "aimespec.core.validate": ("Violation",),
     "aimespec.runtime.checked": ("checked",),
     "aimespec.runtime.hold": ("CallInputs", "hold", "make_inputs"),
 }
 _LAZY_HOME = {name: module for module, names in _LAZY.items() for name in names}
 
-for _exc in (AimespecError, ConfigError, ContractNotFound, ContractViolation, OutputError, UsageError):
+for _exc in (AimespecError, ConfigError, ContractNotFound, ContractViolation, InputError, OutputError, UsageError):
     _exc.__module__ = "aimespec"  # tracebacks name the public path: aimespec.ContractViolation
 del _exc
 
@@ -86,14 +92,18 @@ __all__ = [
     "ContractViolation",
     "FiniteLoss",
     "InRange",
+    "InputError",
     "IntRange",
     "Invariant",
+    "Kind",
     "OutputError",
     "Positive",
     "Simplex",
     "Stateful",
+    "Symbol",
     "UsageError",
     "Violation",
+    "ViolationKind",
     "__version__",
     "allocation_failure",
     "check",

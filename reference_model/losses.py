@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from aimespec import ContractViolation, FiniteLoss, Violation, current_mode
+from aimespec import ContractViolation, FiniteLoss, Violation, ViolationKind, current_mode
 from reference_model.kl import kl_gamma, kl_gaussian_mixture, kl_sticks
 
 TASKS = ("elbo", "perceiver", "predictive", "adversarial")
@@ -154,7 +154,8 @@ def loss_problems(losses: TaskLosses) -> list[Violation]:
             problem = FiniteLoss(name, nonnegative=nonnegative).violation(value, (), {})
         if problem is not None:
             found.append(Violation(
-                contract="losses", tensor=name, kind="value", expected="finite scalar" + (" >= 0" * nonnegative),
+                contract="losses", tensor=name, kind=ViolationKind.VALUE,
+                expected="finite scalar" + (" >= 0" * nonnegative),
                 expected_shape=[], got=list(value.shape), message=f"losses: {name} {problem}",
             ))
     return found

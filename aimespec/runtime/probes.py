@@ -28,7 +28,7 @@ import torch
 from aimespec.core.config import AimeConfig
 from aimespec.core.contract import MethodContract
 from aimespec.core.invariants import Causal, Stateful, declared
-from aimespec.core.violation import Violation
+from aimespec.core.violation import Violation, ViolationKind
 from aimespec.runtime import probe_causes as causes
 from aimespec.runtime.hold import CallInputs, call_method, make_inputs
 from aimespec.runtime.probe_compare import (
@@ -145,7 +145,8 @@ class Prober:
     def _violation(self, kind: str, out: Output, message: str, probe: dict[str, Any],
                    documented_error: int | None = None, fix: str | None = None) -> Violation:
         shape = list(out.value.shape)
-        v = Violation(contract=self.contract.name, tensor=out.leaf.path, kind=kind, expected=out.leaf.symbolic,
+        v = Violation(contract=self.contract.name, tensor=out.leaf.path, kind=ViolationKind(kind),
+                      expected=out.leaf.symbolic,
                       expected_shape=shape, got=shape, dims=out.leaf.dims, message=f"{self.contract.name}: {message}",
                       documented_error=documented_error, fix=fix,
                       where=self.where, batch=self.pair[0], seq_len=self.pair[1], seed=self.seed, probe=probe)
