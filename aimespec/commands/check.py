@@ -44,6 +44,7 @@ from aimespec.runtime.checked import checking
 from aimespec.runtime.deadline import CallTimeout, Deadline
 from aimespec.runtime.discover import Component, ModelSource, display_path, load_source
 from aimespec.runtime.hold import CallInputs, bound_checker, build, call_method, make_inputs
+from aimespec.runtime.meta_device import meta_device
 from aimespec.runtime.record import CallRecord, Recorder, assign_steps
 
 MAX_B, MAX_T = 16, 32  # range of the random examples' (B, T)
@@ -124,6 +125,7 @@ class _Engine:
                                          budget=max(frames // WORLD_BUDGET, 2))
         self.standalone: dict[tuple[type, str], ContractResult] = {}
         self.meta = meta
+        self.meta_objects: dict[Any, Any] = {}  # key -> the object built on the meta device (None: it cannot be)
         # value invariants need real numbers: when shapes ran on meta, one small real call (B != T)
         self.small_pair = (min(2, cfg.batch_size), min(3, cfg.sequence_length))
 
@@ -199,7 +201,7 @@ class _Engine:
                     if same in done:  # e.g. a per-frame contract: T changes nothing
                         continue
                     done.add(same)
-                    if not self._on_meta(lambda comp=comp: build(comp.cls, self.cfg), mc.method,
+                    if not self._on_meta(comp.cls, lambda comp=comp: build(comp.cls, self.cfg), mc.method,
                                          lambda o, r, mc=mc, B=B, T=T, row=row: self._call(
                                              row, mc, o, comp.cls, B, T, r, inner, device="meta")):
                         real.append((B, T))
@@ -272,7 +274,7 @@ class _Engine:
             return [row]
         inner: dict[tuple, ContractResult] = {}
         real = [(B, T) for B, T in self.world_pairs  # shapes on meta where the code allows it
-                if not self._on_meta(lambda: build(factory, self.cfg) if is_class else factory(self.cfg),
+                if not self._on_meta(factory, lambda: build(factory, self.cfg) if is_class else factory(self.cfg),
                                      "forward_sequence", lambda m, r, B=B, T=T: self._world_call(
                                          row, mc, m, label, B, T, r, inner, "meta"))]
         if len(real) < len(self.world_pairs):  # value invariants: on small real tensors
@@ -296,25 +298,29 @@ class _Engine:
         return self._invoke(row, mc, lambda inputs: forward(*inputs.args), forward, label, B, T, recorder, inner,
                             device)
 
-    def _on_meta(self, make: Callable[[], Any], method: str, call: Callable[[Any, Recorder], Any]) -> bool:
+    def _on_meta(self, key: Any, make: Callable[[], Any], method: str, call: Callable[[Any, Recorder], Any]) -> bool:
         """Run `call(obj, recorder)` on an object built on the meta device (shapes only, no FLOPs).
 
-        False when that is impossible: a constructor or a call that needs real data (`.item()`,
-        `nonzero`, `torch.distributions` validation, tensors made without `device=`). That is
-        never a finding: the caller re-runs on real tensors. Findings are recorded only when the
-        whole meta call went through.
+        The object is built once per `key` (a component class, a model factory) and serves every
+        (B, T). Factory calls without `device=` (`torch.zeros(B, K)`) land on meta too, and repeated
+        identical component calls are computed once (`MetaMemo`). False when that is impossible:
+        a constructor or a call that needs real data (`.item()`, `nonzero`, `bincount`,
+        `torch.distributions` validation). That is never a finding: the caller re-runs on real
+        tensors. Findings are recorded only when the whole meta call went through.
         """
         if not self.meta or str(self.device) != "cpu":
             return False
-        try:
-            with torch.device("meta"):
-                obj = self._run(make)
-        except (Exception, CallTimeout, SystemExit):
+        if key not in self.meta_objects:
+            try:
+                with meta_device():
+                    self.meta_objects[key] = self._run(make)
+            except (Exception, CallTimeout, SystemExit):
+                self.meta_objects[key] = None
+        obj = self.meta_objects[key]
+        if obj is None or not callable(getattr(obj, method, None)):
             return False
-        if not callable(getattr(obj, method, None)):
-            return False
         try:
-            with Recorder(self.cfg, self.source.files, check=True).install(obj) as recorder:
+            with meta_device(), Recorder(self.cfg, self.source.files, check=True, memo=True).install(obj) as recorder:
                 call(obj, recorder)  # adds findings only once the call went through
         except _NeedsRealTensors:
             return False

@@ -9,6 +9,8 @@ Checked reference methods reached some other way are picked up by `aimespec.obse
 """
 
 import contextlib
+import copy
+import dataclasses
 import inspect
 import os
 import sys
@@ -26,6 +28,7 @@ from aimespec.core.dims import Leaf, Node
 from aimespec.core.validate import CallChecker, _walk
 from aimespec.core.violation import Violation
 from aimespec.runtime.discover import WORLD_CONTRACT, contract_of
+from aimespec.runtime.meta_memo import MetaMemo, attributes
 from aimespec.runtime.mode import observing
 
 
@@ -102,8 +105,10 @@ def assign_steps(calls: list[CallRecord], T: int) -> None:
 class Recorder:
     """Wraps the contract methods of a model's components and records every call."""
 
-    def __init__(self, cfg: AimeConfig, files: frozenset[str], *, check: bool) -> None:
+    def __init__(self, cfg: AimeConfig, files: frozenset[str], *, check: bool, memo: bool = False) -> None:
+        """`memo`: on the meta device, answer repeated identical calls from a `MetaMemo` (meta_memo.py)."""
         self.cfg = cfg
+        self.memo = MetaMemo() if memo else None
         self.files = files
         self.check = check
         self.calls: list[CallRecord] = []
@@ -215,17 +220,28 @@ class Recorder:
         checker = CallChecker(contract, self.cfg, values=True) if self.check else None
         if checker is not None:
             record.input_violations = checker.check_inputs(arguments)
-        self._stack.append(contract.name)
-        try:
-            result = original(*args, **kwargs)
-        except BaseException as exc:  # recorded (timeouts included), then passed on unchanged
-            if id(exc) not in self._seen_errors and not isinstance(exc, KeyboardInterrupt):
-                self._seen_errors.add(id(exc))
-                self._keep.append(exc)
-                record.exception = exc
-            raise
-        finally:
-            self._stack.pop()
+        keyed = self.memo.key(obj, contract.method, args, kwargs) if self.memo is not None else None
+        entry = self.memo.get(keyed[0]) if self.memo is not None and keyed is not None else None
+        if entry is not None and self.memo is not None:  # the same call on meta ran before in this pass
+            result = self.memo.replay(entry)
+            self.calls += [_fresh(r, len(self.calls) + i) for i, r in enumerate(entry.inner)]
+        else:
+            before = attributes(obj) if keyed is not None else None
+            self._stack.append(contract.name)
+            try:
+                result = original(*args, **kwargs)
+            except BaseException as exc:  # recorded (timeouts included), then passed on unchanged
+                if id(exc) not in self._seen_errors and not isinstance(exc, KeyboardInterrupt):
+                    self._seen_errors.add(id(exc))
+                    self._keep.append(exc)
+                    record.exception = exc
+                raise
+            finally:
+                self._stack.pop()
+            inner = self.calls[record.index + 1:]
+            if self.memo is not None and keyed is not None and before is not None and not any(
+                    c.exception is not None for c in inner):
+                self.memo.store(keyed[0], keyed[1], obj, result, before, [_fresh(r, r.index) for r in inner])
         if self.progress is not None:
             self.progress()
         self._shapes_out(record, result)
@@ -260,6 +276,15 @@ class Recorder:
         for leaf, shape in tensor_shapes(record.contract.returns, result):
             record.outputs[leaf.path] = shape
             record.symbolic.setdefault(leaf.path, leaf.symbolic)
+
+
+def _fresh(record: CallRecord, index: int) -> CallRecord:
+    """A copy of a recorded call at another position: its own dicts and violations (engines amend them)."""
+    return dataclasses.replace(
+        record, index=index, inputs=dict(record.inputs), outputs=dict(record.outputs),
+        symbolic=dict(record.symbolic), bindings=dict(record.bindings), step=None,
+        input_violations=[copy.copy(v) for v in record.input_violations],
+        output_violations=[copy.copy(v) for v in record.output_violations])
 
 
 def name_arguments(contract: MethodContract, signature: inspect.Signature | None, args: tuple,
