@@ -68,8 +68,9 @@ class VAEEncoder(nn.Module):
                 self.extra = nn.Linear(D, D)
             mu = self.extra(mu)
         elif kind == "tensor_state":  # a plain tensor attribute that grows
-            self.last = mu if self.last is None else torch.cat([self.last, mu], dim=0)
-            if self.last.shape[0] > 3 * x.shape[0]:
+            kept = mu if self.last is None else torch.cat([self.last, mu], dim=0)
+            self.last = kept
+            if kept.shape[0] > 3 * x.shape[0]:
                 mu = mu[:, :2]
         return {"mu": mu, "logvar": logvar}
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+from torch import _compile as torch_compile
 
 _MARK = "__dynamo_disable"  # the attribute torch._compile._disable_dynamo caches its wrapper in
 _wrapped: list[Any] | None = None  # the functions torch wrapped with _disable_dynamo, found once
@@ -28,7 +29,7 @@ def _disable_dynamo_targets() -> list[Any]:
     if _wrapped is None:
         _wrapped = []
         try:
-            code = torch._compile._disable_dynamo(lambda: None).__code__  # the wrapper's code object
+            code = torch_compile._disable_dynamo(lambda: None).__code__  # the wrapper's code object
             slot = code.co_freevars.index("fn")
         except (AttributeError, ValueError, TypeError):
             return _wrapped

@@ -139,7 +139,7 @@ def rebuild(sig: Hashable) -> Any:
         return body
     if cls is dict:
         return {k: rebuild(v) for k, v in body}
-    if dataclasses.is_dataclass(cls):
+    if isinstance(cls, type) and dataclasses.is_dataclass(cls):
         return cls(**{name: rebuild(v) for name, v in body})
     items = [rebuild(v) for v in body]
     if cls in (tuple, list):
