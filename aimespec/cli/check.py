@@ -18,8 +18,10 @@ def check(
     examples: Annotated[int, typer.Option("--examples", help="Random (B, T) examples besides the config's own.",
                                           metavar="N")] = 3,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random (B, T) and of the inputs.")] = 0,
-    timeout: Annotated[float, typer.Option("--timeout", metavar="SEC",
-                                           help="Seconds a single component call may run.")] = 20.0,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", metavar="SEC", show_default=False,
+        help="Seconds a single component call may run. Default: 20 s for a small call; a larger (B, T) gets "
+             "its share of a timed small call, four times over.")] = None,
     meta: Annotated[bool, typer.Option("--meta/--no-meta",
                                        help="Check the config's full-size (B, T) on the meta device where the code "
                                             "allows it (no FLOPs); --no-meta runs every example on real tensors.")

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from aimespec.commands import check_probes
+from aimespec.commands import check_probes, check_timing
 from aimespec.commands.check_inside import def_line, inside_violations, is_signature_error, signature_note
 from aimespec.commands.check_report import CheckReport, ContractResult
 from aimespec.commands.spec import WORLD
@@ -84,24 +84,26 @@ def example_pairs(cfg: AimeConfig, n: int, seed: int, *, cap: tuple[int, int] | 
     return pairs
 
 
-def check(path: str | Path | None, cfg: AimeConfig, *, examples: int = 3, seed: int = 0, timeout: float = 20.0,
-          device: str | torch.device = "cpu", meta: bool = True, probes: bool = True,
+def check(path: str | Path | None, cfg: AimeConfig, *, examples: int = 3, seed: int = 0,
+          timeout: float | None = None, device: str | torch.device = "cpu", meta: bool = True, probes: bool = True,
           vary_config: bool = True) -> CheckReport:
     """Check a model file (None: the bundled reference model) against every contract it implements.
 
     With `meta` (the default) the config's own, full-size (B, T) runs on the meta device when
     the code allows it (shapes and dtypes at no FLOPs); the random, smaller (B, T) run on real
     tensors and carry the value invariants. `probes` runs the behavioural probes (SPEC), `vary_config`
-    their `config` probe (the whole check again at a second config with other widths).
+    their `config` probe (the whole check again at a second config with other widths). `timeout`
+    (seconds a call may run) defaults to a limit that follows the work (`check_timing`).
     """
     if isinstance(examples, bool) or not isinstance(examples, int) or not 0 <= examples <= MAX_EXAMPLES:
         raise UsageError(f"--examples must be an integer in [0, {MAX_EXAMPLES}] (there are only {MAX_EXAMPLES} "
                          f"distinct (B, T) with B <= {MAX_B} and T <= {MAX_T}), got {examples!r}")
-    timeout = timeout_seconds(timeout)
+    auto = timeout is None
+    timeout = check_timing.DEFAULT_TIMEOUT if timeout is None else timeout_seconds(timeout)
     seed = seed_value(seed)
     started = time.perf_counter()
     source = load_source(path)
-    engine = _Engine(source, cfg, examples, seed, float(timeout), device, meta, probes, vary_config)
+    engine = _Engine(source, cfg, examples, seed, float(timeout), device, meta, probes, vary_config, auto)
     rows = engine.run()
     return CheckReport(cfg, source.label, seed, engine.pairs, rows, time.perf_counter() - started,
                        probe_config=engine.probe_config)
@@ -115,10 +117,14 @@ def _free_used(mc: MethodContract) -> tuple[str, ...]:
 
 class _Engine:
     def __init__(self, source: ModelSource, cfg: AimeConfig, examples: int, seed: int, timeout: float,
-                 device: str | torch.device, meta: bool = True, probes: bool = True, vary_config: bool = True) -> None:
+                 device: str | torch.device, meta: bool = True, probes: bool = True, vary_config: bool = True,
+                 auto: bool = False) -> None:
         self.source, self.cfg, self.seed, self.timeout, self.device = source, cfg, seed, timeout, device
         self.probes, self.vary_config = probes, vary_config and probes
         self.probe_config: dict[str, Any] | None = None  # the config probe's changes, once it ran
+        self.auto = auto  # no --timeout: the limit follows the measured work
+        self.limit = timeout  # the limit of the call running now
+        self.measured: check_timing.Measured | None = None
         self.pairs = example_pairs(cfg, examples, seed)
         frames = cfg.batch_size * cfg.sequence_length
         self.world_pairs = example_pairs(cfg, examples, seed, cap=(cfg.batch_size, cfg.sequence_length),
@@ -147,7 +153,7 @@ class _Engine:
     # --- calling user code -----------------------------------------------------------------
     def _run(self, fn: Callable[[], Any], recorder: Recorder | None = None) -> Any:
         """fn() with torch's RNG seeded (restored after) under the time limit, kicked by recorded calls."""
-        deadline = Deadline(self.timeout)
+        deadline = Deadline(self.limit)
         if recorder is not None:
             recorder.progress = deadline.kick
         try:
@@ -207,12 +213,38 @@ class _Engine:
                         real.append((B, T))
                 if len(real) < len(done):  # shapes ran on meta: value invariants on small real tensors
                     real.append(self.small_pair)
-                for B, T in dict.fromkeys(real):
-                    if self._call(row, mc, obj, comp.cls, B, T, recorder, inner):
-                        break
+                self._real_calls(real, used, lambda B, T, mc=mc, row=row: self._call(
+                    row, mc, obj, comp.cls, B, T, recorder, inner), lambda inputs, mc=mc: call_method(obj, mc, inputs),
+                    mc)
         for mc, row in zip(methods_of(comp.contract), rows, strict=True):
             self._probe(row, mc, obj)
         return rows + list(inner.values())
+
+    def _real_calls(self, real: list[tuple[int, int]], used: tuple[str, ...], call: Callable[[int, int], bool],
+                    invoke: Callable[[CallInputs], Any], mc: MethodContract) -> None:
+        """Each (B, T) on real tensors under a limit that follows the work; after a timeout, the smaller still run."""
+        pairs = list(dict.fromkeys(real))
+
+        def size(pair: tuple[int, int]) -> int:  # the frames a call processes, as far as the contract uses B, T
+            return (pair[0] if "B" in used else 1) * (pair[1] if "T" in used else 1)
+
+        small = min((*pairs, self.small_pair), key=size)
+        if self.auto and any(size(p) > size(small) for p in pairs):
+            inputs = make_inputs(mc, self.cfg, *small, self.seed, self.device)
+            self.measured = check_timing.measure(self._run, lambda: invoke(inputs), small, CallTimeout)
+            if self.measured.timed_out:  # it hangs even small: report it once, at the smallest
+                pairs = [min(pairs, key=size)]
+        stopped: int | None = None
+        try:
+            for B, T in pairs:
+                if stopped is not None and size((B, T)) >= stopped:
+                    continue
+                self.limit = check_timing.scaled_limit(self.timeout, self.measured, (B, T)) if self.auto \
+                    else self.timeout
+                if call(B, T):  # ran out of time: the examples with fewer frames still run
+                    stopped = size((B, T))
+        finally:
+            self.limit, self.measured = self.timeout, None
 
     def _call(self, row: ContractResult, mc: MethodContract, obj: Any, cls: type, B: int, T: int,
               recorder: Recorder, inner: dict[tuple, ContractResult], device: str | None = None) -> bool:
@@ -280,9 +312,9 @@ class _Engine:
         if len(real) < len(self.world_pairs):  # value invariants: on small real tensors
             real.append(self.small_pair)
         with Recorder(self.cfg, self.source.files, check=True).install(model) as recorder:
-            for B, T in dict.fromkeys(real):
-                if self._world_call(row, mc, model, label, B, T, recorder, inner):
-                    break
+            self._real_calls(real, ("B", "T"), lambda B, T: self._world_call(row, mc, model, label, B, T, recorder,
+                                                                             inner),
+                             lambda inputs: model.forward_sequence(*inputs.args), mc)
         self._probe(row, mc, model)
         return [row, *inner.values()]
 
@@ -406,8 +438,9 @@ class _Engine:
         """An exception's finding; `note` (the two signatures of a call that could not bind) is its why."""
         where = exception_where(exc, self.source.files) or where
         if kind == ViolationKind.TIMEOUT:
-            return Finding(Violation(contract=contract, tensor="(call)", kind=kind,
-                                     message=f"{contract}: did not return within {self.timeout:g} s",
+            pair = (B, T) if B is not None and T is not None else None
+            message = check_timing.timeout_message(contract, self.limit, pair, self.measured)
+            return Finding(Violation(contract=contract, tensor="(call)", kind=kind, message=message,
                                      ).at(B, T, self.seed, where))
         explained = explain_exception(exc, self.cfg, B, T)
         title, fix = documented(explained.error)
