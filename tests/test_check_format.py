@@ -103,7 +103,20 @@ def test_terminal_view_plurals_no_filler_and_100_columns(tmp_path):
     assert "2 calls" in out and "seen       2 times" in out
     assert not re.search(r"^\s*│?\s*(expected|got)\s+-\s", out, flags=re.M)  # no filler rows
     assert max(len(line) for line in out.splitlines()) <= 100
-    assert f"aimespec check {path}" in out  # the header is one line: the path is never broken
+    header = out.split("┏")[0]  # the lines above the table: the path, wrapped after a "/" when it must be
+    assert "".join(header.splitlines()) == f"aimespec check {path}"
+    assert all(line.endswith("/") for line in header.splitlines()[:-1])
+
+
+def test_a_long_path_is_wrapped_only_between_names(tmp_path):
+    deep = tmp_path / ("a_rather_long_folder_name_" * 2) / ("another_long_folder_name_" * 2) / "x"
+    deep.mkdir(parents=True)
+    path = _model(deep, "class RGB:\n    def __init__(self, cfg):\n        pass\n"
+                        "    def balance(self, grads):\n        return grads.mean(0)\n")
+    out = runner.invoke(app, ["check", path]).stdout
+    lines = out.split("┏")[0].splitlines()
+    assert len(lines) > 1 and all(len(line) <= 100 for line in lines)
+    assert "".join(lines) == f"aimespec check {path}"
 
 
 def test_subprocess_github_format(tmp_path):

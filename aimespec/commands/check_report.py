@@ -1,11 +1,12 @@
 """The result of `aimespec check`: one row per contract checked, rendering itself as JSON or rich."""
 
 import dataclasses
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rich.console import Group
+from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -151,8 +152,7 @@ class CheckReport(Mapping):
         return "".join(line + "\n" for line in lines)
 
     def __rich__(self) -> Group:
-        # the header stands alone, never wrapped: a path is not broken mid-name
-        header = Text(f"aimespec check {self.source}", style="bold", no_wrap=True, overflow="ignore")
+        header = PathLine(f"aimespec check {self.source}")  # wraps at "/" only: a name is never broken
         table = Table(title_justify="left")
         for col in ("Contract", "Implementation", "Checked", "Verdict"):
             table.add_column(col)
@@ -211,6 +211,25 @@ class CheckReport(Mapping):
         if self.verbose and f.traceback:
             line("traceback", f.traceback.rstrip())
         return Panel(grid, title=Text(f"{FAIL} {title}"), title_align="left", border_style="red")
+
+
+class PathLine:
+    """One line of text holding a path, wrapped (when it must be) only after a `/` or a space."""
+
+    def __init__(self, text: str, style: str = "bold") -> None:
+        self.text, self.style = text, style
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = max(options.max_width, 20)
+        pieces = re.findall(r"[^/ ]*[/ ]|[^/ ]+$", self.text)
+        line = ""
+        for piece in pieces:
+            if line and len(line) + len(piece.rstrip()) > width:
+                yield Text(line.rstrip(), style=self.style, no_wrap=True, overflow="fold")
+                line = ""
+            line += piece
+        if line:
+            yield Text(line.rstrip(), style=self.style, no_wrap=True, overflow="fold")
 
 
 def plural(n: int, noun: str) -> str:
