@@ -174,3 +174,47 @@ def test_no_literal_is_named_when_the_code_reads_the_sizes(tmp_path):
     text = _traceback(tmp_path, code, "tokens(torch.zeros(1024), 8, 16, 8)", torch=torch)
     result = explain(text, AimeConfig())
     assert result.literals == [] and result.matches[0].error == 3
+
+
+# --- aimespec's probe findings under --explain ---------------------------------------------------------
+MIXES_THE_BATCH = '''
+import torch
+from torch import nn
+
+
+class VAEEncoder(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.d = cfg.latent_dim
+        self.net = nn.Linear(cfg.image_channels + cfg.context_dim, 2 * cfg.latent_dim)
+
+    def forward(self, x, context):
+        pooled = torch.cat([x.mean(dim=(2, 3)), context], dim=-1)
+        pooled = pooled - pooled.mean(dim=0, keepdim=True)  # a statistic over the batch
+        mu, logvar = self.net(pooled).chunk(2, dim=-1)
+        return {"mu": mu, "logvar": logvar}
+'''
+
+
+def test_explain_understands_a_real_probe_finding(tmp_path, small_cfg):
+    path = tmp_path / "mixer.py"
+    path.write_text(MIXES_THE_BATCH)
+    report = check(path, small_cfg, examples=0, vary_config=False)
+    (finding,) = [f for r in report.results for f in r.findings]
+    assert finding.violation.kind == "batch"
+    result = explain(finding.violation.message, small_cfg)
+    (advice,) = result.advice
+    assert advice["rule"] == "batch-probe" and advice["tensor"] == "VAEEncoder.forward"
+    assert "statistic over dim 0" in result.explanation and "behavioural probe" in result.explanation
+    assert not result.matches
+
+
+@pytest.mark.parametrize(("text", "rule"), [
+    ("X.f: changing video at steps >= 2 changed context at steps 0, 1 (by up to 0.5; first leaked step 0): the "
+     "output at step t may read steps <= t only", "causal-probe"),
+    ("X.f: two calls with the same inputs and seed gave different outputs (out by up to 1, its scale 1): the same "
+     "inputs and seed must give the same outputs", "repeat-probe"),
+    ("X.f: at the varied config h expected [B, hidden_dim+context_dim] = [2, 96], got [2, 768]", "config-probe"),
+])
+def test_every_probe_message_has_its_advice(text, rule, cfg):
+    assert [a["rule"] for a in explain(text, cfg).advice] == [rule]

@@ -87,8 +87,9 @@ class Finding:
             parts.append(self._view(alg, sym))
         if self.kind == "rnn" and self.swapped:
             parts.append(SWAPPED_STATES)
-        if self.kind == "value" and self.advice is not None:
-            parts.append(f"({self.advice.rule}: a value invariant, not a shape error)")
+        if self.kind in ("value", "probe") and self.advice is not None:
+            what = "a value invariant" if self.kind == "value" else "a behavioural probe"
+            parts.append(f"({self.advice.rule}: {what}, not a shape error)")
         if self.rank is not None:
             shape = f" {self.got_shape}" if self.got_shape else ""
             parts.append(f"{self.rank[1]} axes{shape} where {self.rank[0]} were expected")

@@ -21,7 +21,7 @@ from aimespec.explain.evidence import (
     symbols_in,
     view_role,
 )
-from aimespec.explain.values import VALUE_MESSAGE, advise
+from aimespec.explain.values import PROBE_MESSAGE, VALUE_MESSAGE, advise, advise_probe
 
 
 def _p_matmul(m: re.Match[str]) -> Finding:
@@ -206,6 +206,15 @@ def _p_value(m: re.Match[str]) -> Finding:
     return f
 
 
+def _p_probe(m: re.Match[str]) -> Finding:
+    """aimespec's own probe finding: `SlotAttention.forward: replacing example 1 of x changed ...`."""
+    f = Finding("probe", m.group(0))
+    f.advice = advise_probe(m.group("text") or m.group("config"))
+    contract = m.group("contract") or re.search(r"([\w.]+): $", m.string[max(0, m.start() - 80):m.start()])
+    f.tensor = contract if isinstance(contract, str) else contract.group(1) if contract else None
+    return f
+
+
 def _p_target_size(m: re.Match[str]) -> Finding:
     target, got = ints(m.group(1)), ints(m.group(2))
     f = Finding("loss", m.group(0))
@@ -257,6 +266,7 @@ _PATTERNS: tuple[tuple[str, Any], ...] = (
     (r'Error while processing [\w-]+ pattern "(?P<pattern>[^"]+)"\.\s*Input tensor shape: torch\.Size\(\[(?P<shape>'
      r'[\d,\s]*)\]\)\.\s*Additional info: (?P<info>\{[^}]*\})\.\s*(?P<reason>[^\n]*)', _p_einops_block),
     (VALUE_MESSAGE.pattern, _p_value),
+    (PROBE_MESSAGE.pattern, _p_probe),
     (rf"mat1 and mat2 shapes cannot be multiplied \({INT}x{INT} and {INT}x{INT}\)", _p_matmul),
     (rf"size of tensor a \({INT}\) must match the size of tensor b \({INT}\) at non-singleton dimension {INT}",
      _p_broadcast),
@@ -284,7 +294,8 @@ _PATTERNS: tuple[tuple[str, Any], ...] = (
     (rf"Shape mismatch, {INT} != {INT}", _p_einops),
     (r"target size \(torch\.Size\(\[([\d,\s]*)\]\)\) that is different to the input size \(torch\.Size\("
      r"\[([\d,\s]*)\]\)\)", _p_target_size),
-    (r"(?<![\w.])(?P<where>[\w.]+): (?P<tensor>[\w.\[\]'\"]+) expected (?:(?P<erank>\d+) dims )?\[(?P<sym>[^\]]*)\] = "
+    (r"(?<![\w.])(?P<where>[\w.]+): (?:at the varied config )?(?P<tensor>[\w.\[\]'\"]+) expected "
+     r"(?:(?P<erank>\d+) dims )?\[(?P<sym>[^\]]*)\] = "
      r"\[(?P<exp>[^\]]*)\], got (?:(?P<grank>\d+) dims )?\[(?P<got>[^\]]*)\](?: \((?P<bind>[^)]*)\))?",
      _p_contract),
 )

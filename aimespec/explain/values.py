@@ -125,9 +125,48 @@ def _interval(t: str, name: str, interval: str) -> Advice:
     return Advice("range", RANGE_WHY.format(t=t, interval=interval), RANGE_FIX.format(interval=interval))
 
 
+# --- the behavioural probes (their findings' own causes come from the check; these read the text) ----
+BATCH_WHY = ("the batch probe replaced one example's inputs and another example's outputs moved: the examples of "
+             "a batch must not see each other")
+BATCH_FIX = ("look for a [B*T, ...] tensor folded back in another order than it was flattened (documented error 1: "
+             "rows b*T + t come back with reshape(B, T, ...)), an RNN or attention built with batch_first=False "
+             "given [B, L, E], or a statistic over dim 0 (BatchNorm in training mode, a mean over the batch)")
+CAUSAL_WHY = ("the causal probe changed the inputs at later steps and an earlier step's output moved: a causal "
+              "model's output at step t may read steps <= t only")
+CAUSAL_FIX = ("mask attention over time (is_causal=True), pad temporal convolutions on the left only, use a "
+              "unidirectional RNN, and never normalise or pool over the whole time axis")
+REPEAT_WHY = ("the same inputs and seed gave different outputs: the result depends on randomness outside torch's "
+              "seeded generator, or on state the object keeps between calls")
+REPEAT_FIX = ("draw randomness from torch's generator (seeded per call), keep per-call values local, and update "
+              "running statistics only in training mode")
+CONFIG_WHY = ("the contract held at the first config and broke at a second one whose widths all differ: some width "
+              "is written as a number (the document's 512, 36 or 15) instead of read from the config")
+CONFIG_FIX = ("read every width from the config (cfg.hidden_dim, cfg.latent_dim, cfg.max_components, ...) or from "
+              "the tensor's own shape")
+PROBE_MESSAGES: tuple[tuple[str, str, str, str], ...] = (  # (probe, what its message says, why, fix)
+    ("batch", r"replacing example \d+ of .+? changed the outputs of examples?", BATCH_WHY, BATCH_FIX),
+    ("causal", r"changing .+? at steps >= \d+ changed \S+ at steps?", CAUSAL_WHY, CAUSAL_FIX),
+    ("repeat", r"(two calls with the same inputs and seed|after calls with other inputs).*? gave different outputs",
+     REPEAT_WHY, REPEAT_FIX),
+    ("config", r"at the varied config", CONFIG_WHY, CONFIG_FIX),
+)
+
+
+def advise_probe(text: str) -> Advice | None:
+    """The why and fix of one of aimespec's probe findings, from its message."""
+    for name, pattern, why, fix in PROBE_MESSAGES:
+        if re.search(pattern, text):
+            return Advice(f"{name}-probe", why, fix)
+    return None
+
+
 # aimespec's own value message: `Contract.method: tensor <problem>`
 VALUE_MESSAGE = re.compile(
     r"(?P<contract>[A-Za-z_][\w]*\.[A-Za-z_]\w*): (?P<tensor>[\w.\[\]'\"]+) (?P<problem>(?:must |holds NaN)[^\n]*)")
+# and a probe's: `Contract.method: replacing example 1 of ...`
+PROBE_MESSAGE = re.compile(r"(?P<contract>[A-Za-z_]\w*\.[A-Za-z_]\w*): (?P<text>(?:replacing example|changing |"
+                           r"two calls with the same|after calls with other)[^\n]*)"
+                           r"|(?<=: )(?P<config>at the varied config) ")  # its shape finding is read on its own
 
 
-__all__ = ["VALUE_MESSAGE", "Advice", "advise"]
+__all__ = ["PROBE_MESSAGE", "VALUE_MESSAGE", "Advice", "advise", "advise_probe"]
