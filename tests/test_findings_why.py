@@ -218,3 +218,44 @@ def test_explain_understands_a_real_probe_finding(tmp_path, small_cfg):
 ])
 def test_every_probe_message_has_its_advice(text, rule, cfg):
     assert [a["rule"] for a in explain(text, cfg).advice] == [rule]
+
+
+HARD_CODED_PRIOR = '''
+from torch import nn
+
+
+class DPGMMPrior(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.net = nn.Linear(cfg.hidden_dim + cfg.context_dim, 2 * cfg.max_components * cfg.latent_dim)
+
+    def forward(self, h, n_samples=10):
+        params = self.net(h)
+        params = params.view(8, 15, 2, 36)  # the document's snippet
+        return params
+'''
+
+
+def test_check_names_a_size_hard_coded_in_the_failing_line(tmp_path):
+    path = tmp_path / "prior.py"
+    path.write_text(HARD_CODED_PRIOR)
+    cfg = AimeConfig(batch_size=2)
+    report = check(path, cfg, examples=0, probes=False)
+    crash = next(f for r in report.results for f in r.findings if f.violation.kind == "exception")
+    assert crash.violation.where.endswith("prior.py:12")
+    assert crash.explanation.startswith("sizes written as numbers in `params = params.view(8, 15, 2, 36)`")
+    assert "8 = batch_size at the default config (not this run's): read B from the tensor" in crash.explanation
+    assert "15 = K = max_components, 36 = D = latent_dim: read them from the config" in crash.explanation
+    assert crash.numbers["8"] == "hard-coded batch_size (the default config's)"
+    assert crash.numbers["2"] == "a constant written in the code"  # not B, although B = 2 here
+    assert crash.numbers["2160"] == "2*B*K*D = 2*2*15*36"
+
+
+def test_a_token_view_reads_time_on_its_time_axis_never_the_batch():
+    cfg = AimeConfig(batch_size=4, sequence_length=12, downsample_perceiver=4, use_3d_conv=False,
+                     temporal_downsample=4)  # a 16x16 token grid, T_enc = 3
+    result = explain("shape '[4, 12, 16, 16]' is invalid for input of size 3072", cfg)
+    assert result.matches[0].error == 3
+    assert "T = 12 frames on axis 1" in result.matches[0].reason and "axis 0" not in result.matches[0].reason
+    assert result.numbers["16"][0] == "H_t" and result.numbers["3072"][0] == "B*T_enc*H_t*W_t = 4*3*16*16"
+    assert not any("+" in r for rs in result.numbers.values() for r in rs)

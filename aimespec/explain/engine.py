@@ -21,7 +21,7 @@ from aimespec.core.violation import Violation
 from aimespec.explain.algebra import Algebra
 from aimespec.explain.documented import documented_error
 from aimespec.explain.messages import Clash, Finding, from_violation, parse
-from aimespec.explain.tracebacks import Frame, Literal, frames, hard_coded, literals_in, user_frame
+from aimespec.explain.tracebacks import Frame, Literal, frames, hard_coded, literals_in, summary, user_frame
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class Explanation:
     where: str | None = None  # the user's frame nearest the error, when the text is a traceback
     code: str | None = None  # that frame's source line
     literals: list[Literal] = field(default_factory=list)  # sizes written as numbers in that line
+    hard_coded: str = ""  # one sentence naming them
     advice: list[dict[str, str | None]] = field(default_factory=list)  # value findings: why and fix
 
     def to_json(self) -> dict[str, Any]:
@@ -57,7 +58,8 @@ class Explanation:
         return {"version": __version__, "numbers": self.numbers, "matches": [m.to_json() for m in self.matches],
                 "explanation": self.explanation, "findings": self.findings, "batch": self.batch,
                 "seq_len": self.seq_len, "where": self.where, "code": self.code,
-                "literals": [lit.to_json() for lit in self.literals], "advice": self.advice}
+                "literals": [lit.to_json() for lit in self.literals], "hard_coded": self.hard_coded,
+                "advice": self.advice}
 
 
 MATCH_THRESHOLD = 0.3
@@ -292,6 +294,7 @@ def _explain(text: str, findings: list[Finding], cfg: AimeConfig, batch: int | N
                                                                 literals),
         findings=[f.to_json() for f in findings], batch=B, seq_len=T,
         where=frame.where if frame else None, code=frame.code if frame else None, literals=literals,
+        hard_coded=summary(literals, frame) if frame else "",
         advice=[{"tensor": f.tensor, "rule": f.advice.rule, "why": f.advice.why, "fix": f.advice.fix}
                 for f in advice if f.advice is not None],
     )

@@ -148,19 +148,28 @@ def explain_exception(exc: BaseException, cfg: AimeConfig, B: int | None, T: int
     """
     try:  # the explainer must never turn a finding into a crash
         from aimespec.explain.engine import explain, explain_violations
+        from aimespec.explain.tracebacks import literals_in
 
         if isinstance(exc, ContractViolation):
             result = explain_violations(exc.violations, cfg, batch=B, seq_len=T)
-        else:
-            result = explain(f"{type(exc).__name__}: {exc}", cfg, batch=B, seq_len=T)
+        else:  # the whole traceback: a size written as a number in the failing line is named
+            result = explain("".join(traceback.format_exception(exc)), cfg, batch=B, seq_len=T)
     except Exception as exc:  # say so: a silent empty explanation would hide a bug of ours
         return Explained(reason=f"aimespec's explainer failed on this message ({type(exc).__name__}: {exc})")
     matches = list(getattr(result, "matches", []) or [])
     numbers = {n: d[0] for n, d in (getattr(result, "numbers", None) or {}).items() if d} or None
+    literals = getattr(result, "hard_coded", "")
+    for n in literals_in(getattr(result, "code", None) or ""):  # a constant of the failing line is no symbol
+        if numbers and str(n) in numbers:
+            numbers[str(n)] = "a constant written in the code"
+    for lit in getattr(result, "literals", []) or []:  # a number written in the failing line is read as written
+        numbers = {**(numbers or {}), str(lit.value): f"hard-coded {lit.field}" + (
+            " (the default config's)" if lit.default_only else "")}
     best = matches[0] if matches else None
     if best is None or best.score < MIN_EXPLAIN_SCORE:
-        return Explained(None, None, numbers)
-    return Explained(best.error, getattr(best, "reason", None), numbers)
+        return Explained(None, literals or None, numbers)
+    reason = getattr(best, "reason", None)
+    return Explained(best.error, "; ".join(r for r in (reason, literals) if r) or None, numbers)
 
 
 def exception_where(exc: BaseException, files: frozenset[str]) -> str | None:

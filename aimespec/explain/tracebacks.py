@@ -130,6 +130,24 @@ def hard_coded(frame: Frame, sizes: set[int], cfg: AimeConfig, B: int, T: int,
     return out
 
 
+def summary(literals: list[Literal], frame: Frame) -> str:
+    """One sentence for every hard-coded size of a line: which symbol each is, and what to read instead."""
+    if not literals:
+        return ""
+    free = [lit for lit in literals if lit.symbol in FREE_FIX]
+    bound = [lit for lit in literals if lit.symbol not in FREE_FIX]
+    parts = []
+    for lit in free:
+        here = " (not this run's)" if lit.default_only else ""
+        parts.append(f"{lit.value} = {lit.field} at the default config{here}: {FREE_FIX[lit.symbol]}")
+    if bound:
+        named = ", ".join(f"{lit.value} = {lit.symbol}" + (f" = {lit.field}" if lit.field != lit.symbol else "")
+                          for lit in bound)
+        parts.append(f"{named}: read {'them' if len(bound) > 1 else 'it'} from the config so that the code "
+                     "follows --set")
+    return f"sizes written as numbers in `{frame.code}` ({frame.where}): " + "; ".join(parts)
+
+
 def _which(n: int, here: dict[str, int], there: dict[str, int]) -> tuple[str, bool] | None:
     """The symbol a literal most likely stands for: (name, equals only the default config's value)."""
     order = [s.name for s in sorted(SYMBOLS, key=lambda s: (s.rarity, s.written))]
@@ -149,4 +167,4 @@ def _field(name: str) -> str:
     return name
 
 
-__all__ = ["Frame", "Literal", "frames", "hard_coded", "literals_in", "user_frame"]
+__all__ = ["Frame", "Literal", "frames", "hard_coded", "literals_in", "summary", "user_frame"]
