@@ -164,3 +164,14 @@ def test_large_numbers_stay_cheap_and_have_no_reading():
 @pytest.mark.parametrize("text", [re.sub(r"\d+", "7", t) for t in list(TEXTS.values())[:3]])
 def test_explain_runs_on_mangled_texts(text):
     assert explain(text, AimeConfig()).explanation
+
+
+def test_the_concatenations_are_the_contracts_own():
+    """Every `+` the contracts write is a concatenation the algebra knows (and it knows no sum besides)."""
+    from aimespec.core.contract import all_methods
+
+    written = {tuple(t.strip() for t in d.split("+")) for mc in all_methods()
+               for leaf in mc.input_leaves() + mc.output_leaves() for d in leaf.dims if "+" in d}
+    assert written and written <= set(CONCATENATED)
+    documented = {("C", "context_dim")}  # SPEC's own example: an image with the context broadcast over it
+    assert set(CONCATENATED) == written | documented

@@ -33,6 +33,7 @@ CONCATENATED: tuple[tuple[str, ...], ...] = (
     ("D", "context_dim", "A"),  # the LSTM's input z_t || c_t || a_t
     ("C", "context_dim"),  # an image with the context broadcast over it
 )
+MAP_CHANNELS = frozenset({"C", "attention_dim", "code_dim"})  # the widths a spatial map has as channels
 FACTORS = (2,)  # the small integer factor a product may carry (2*K*D: means and log-variances)
 _PARTIAL_COST = 0.6  # a sum that is part of a concatenation (a forgotten width) is less likely
 _LONE_SPACE_COST = 0.7  # one spatial axis flattened with others (`B*attention_dim*H_att`)
@@ -137,9 +138,9 @@ def _sound_product(atoms: tuple[_Atom, ...], factor: int = 1) -> float | None:
     A flattening either starts at the batch axis (`B*T`, `B*K_slots`, `B*attention_dim*H_att`:
     the leading axes before a Linear's last one) or gathers trailing axes (`K*D`, `C*H*W`,
     `T_enc*H_t*W_t`). One spatial axis alone only closes a leading run over a width; time
-    without batch only precedes a grid. A grid's two axes count as one part, and a product has
-    at most three parts (SPEC: up to three symbols or derived sizes); a factor goes with two, or
-    three from the batch axis on (`2*B*K*D`).
+    without batch only precedes a grid; a width beside space is a map's channels. A grid's two
+    axes count as one part, and a product has at most three parts (SPEC: up to three symbols or
+    derived sizes); a factor goes with two, or three from the batch axis on (`2*B*K*D`).
     """
     kinds = [("width" if a.kind == "channel" else a.kind) for a in atoms]
     if any(kinds.count(k) > 1 for k in _SLOTS):
@@ -158,6 +159,8 @@ def _sound_product(atoms: tuple[_Atom, ...], factor: int = 1) -> float | None:
         return None
     if lone and not ("batch" in kinds and "width" in kinds):
         return None
+    if space and any(k == "width" and a.name not in MAP_CHANNELS for k, a in zip(kinds, atoms, strict=True)):
+        return None  # a width beside space is a map's channels: C, attention_dim, code_dim (never D*H*W)
     if "time" in kinds and "batch" not in kinds and not grid:
         return None
     return _LONE_SPACE_COST if lone else 0.0
