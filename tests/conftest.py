@@ -1,4 +1,4 @@
-"""Shared test setup: the CI hypothesis profile, one torch thread, config fixtures."""
+"""Shared test setup: the CI hypothesis profile, one torch thread, no inherited COLUMNS, config fixtures."""
 
 import os
 
@@ -16,6 +16,9 @@ settings.register_profile("dev", deadline=None, max_examples=60, suppress_health
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 torch.set_num_threads(1)
+# pytest-xdist's workers run with COLUMNS=80: the terminal views are judged at the width a pipe gets
+# (100 columns), the same under `-n 2` as in one process; a test wanting a width passes COLUMNS itself.
+os.environ.pop("COLUMNS", None)
 
 
 @pytest.fixture(autouse=True)

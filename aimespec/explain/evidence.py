@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from aimespec.core.dims import axis_value
+from aimespec.core.dims import axis_value, format_shape
 from aimespec.core.symbols import kind_of
 from aimespec.explain.algebra import Algebra, read_kind
 from aimespec.explain.values import Advice
@@ -105,7 +105,7 @@ class Finding:
             if names[i] == names[i - 1] and names[i].startswith("H") and twin in {
                     e.text for e in alg.expressions(target[i])}:
                 names[i] = twin
-        shown = f"view to {target} = [{', '.join(names)}]"
+        shown = f"view to {target} = {format_shape(names)}"
         known = math.prod(t for t in target if t > 0)
         if any(t < 0 for t in target):  # -1 is inferred: the others must divide the input
             return (f"{shown}: the -1 axis is inferred, so the input's {sym(numel, 'numel')} entries must be a "
