@@ -35,8 +35,7 @@ from aimespec.explain.findings import (
     documented,
     exception_where,
     explain_exception,
-    producing_line,
-    return_line,
+    output_where,
     shape_documented_error,
     value_advice,
 )
@@ -222,29 +221,7 @@ class _Engine:
 
     def _real_calls(self, real: list[tuple[int, int]], used: tuple[str, ...], call: Callable[[int, int], bool],
                     invoke: Callable[[CallInputs], Any], mc: MethodContract) -> None:
-        """Each (B, T) on real tensors under a limit that follows the work; after a timeout, the smaller still run."""
-        pairs = list(dict.fromkeys(real))
-
-        def size(pair: tuple[int, int]) -> int:  # the frames a call processes, as far as the contract uses B, T
-            return (pair[0] if "B" in used else 1) * (pair[1] if "T" in used else 1)
-
-        small = min((*pairs, self.small_pair), key=size)
-        if self.auto and any(size(p) > size(small) for p in pairs):
-            inputs = make_inputs(mc, self.cfg, *small, self.seed, self.device)
-            self.measured = check_timing.measure(self._run, lambda: invoke(inputs), small, CallTimeout)
-            if self.measured.timed_out:  # it hangs even small: report it once, at the smallest
-                pairs = [min(pairs, key=size)]
-        stopped: int | None = None
-        try:
-            for B, T in pairs:
-                if stopped is not None and size((B, T)) >= stopped:
-                    continue
-                self.limit = check_timing.scaled_limit(self.timeout, self.measured, (B, T)) if self.auto \
-                    else self.timeout
-                if call(B, T):  # ran out of time: the examples with fewer frames still run
-                    stopped = size((B, T))
-        finally:
-            self.limit, self.measured = self.timeout, None
+        check_timing.run_examples(self, real, used, call, invoke, mc)
 
     def _call(self, row: ContractResult, mc: MethodContract, obj: Any, cls: type, B: int, T: int,
               recorder: Recorder, inner: dict[tuple, ContractResult], device: str | None = None) -> bool:
@@ -282,7 +259,7 @@ class _Engine:
             row.note_example(B, T)
             found, inside = inside_violations(mc, self.cfg, inputs, result, checker.check_outputs(result))
             for v in found + inside:  # a wrong structure holding the contract's: what it holds is checked too
-                row.add(self._shape_finding(v, B, T, None, _output_where(method, mc, v)))
+                row.add(self._shape_finding(v, B, T, None, output_where(method, mc, v)))
         assign_steps(recorder.calls, T)
         self._collect(recorder.calls, label, B, T, inner)
         return stop
@@ -412,7 +389,7 @@ class _Engine:
             out.append(self._shape_finding(v, B, T, call.step, call.caller))
         for v in call.output_violations:
             method = getattr(call.cls, call.contract.method, None)
-            out.append(self._shape_finding(v, B, T, call.step, _output_where(method, call.contract, v)))
+            out.append(self._shape_finding(v, B, T, call.step, output_where(method, call.contract, v)))
         if exc is not None and (isinstance(exc, CallTimeout) or not call.input_violations):
             if isinstance(exc, ContractViolation):
                 out += [self._shape_finding(v, B, T, call.step, call.caller) for v in exc.violations]
@@ -448,22 +425,6 @@ class _Engine:
         text = "".join(traceback.format_exception(exc))
         return Finding(v, title=title, explanation=note or explained.reason, numbers=explained.numbers,
                        traceback=text)
-
-
-def _output_where(method: Any, mc: MethodContract, v: Violation) -> str | None:
-    """A value finding points at the line that computed the tensor; a shape finding at the return line."""
-    if v.kind == "value":
-        return producing_line(method, v.tensor, _position(mc, v.tensor))
-    return return_line(method, v.tensor)
-
-
-def _position(mc: MethodContract, tensor: str) -> int | None:
-    """The index of `tensor` in a tuple return (`(attention_probs_2d, regularized_coords)`)."""
-    items = getattr(mc.returns, "items", None)
-    if not items:
-        return None
-    paths = [getattr(i, "path", None) for i in items]
-    return paths.index(tensor) if tensor in paths else None
 
 
 class _NeedsRealTensors(Exception):

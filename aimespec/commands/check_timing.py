@@ -74,4 +74,38 @@ def measure(run: Callable[[Callable[[], Any]], Any], call: Callable[[], Any], pa
     return Measured(pair, time.perf_counter() - started)
 
 
-__all__ = ["DEFAULT_TIMEOUT", "Measured", "measure", "rerun_hint", "scaled_limit", "timeout_message"]
+def run_examples(engine: Any, real: list[tuple[int, int]], used: tuple[str, ...],
+                 call: Callable[[int, int], bool], invoke: Callable[[Any], Any], mc: Any) -> None:
+    """Each (B, T) on real tensors under a limit that follows the work; after a timeout, the smaller still run.
+
+    `engine` is the check engine (its `auto`, `timeout`, `limit`, `measured`, `small_pair` and
+    `_run`); `call(B, T)` is one checked call (True when it ran out of time), `invoke(inputs)` an
+    unchecked one, timed at the smallest (B, T) before the larger ones when the limit is automatic.
+    """
+    from aimespec.runtime.deadline import CallTimeout
+    from aimespec.runtime.hold import make_inputs
+
+    pairs = list(dict.fromkeys(real))
+
+    def size(pair: tuple[int, int]) -> int:  # the frames a call processes, as far as the contract uses B, T
+        return (pair[0] if "B" in used else 1) * (pair[1] if "T" in used else 1)
+
+    small = min((*pairs, engine.small_pair), key=size)
+    if engine.auto and any(size(p) > size(small) for p in pairs):
+        inputs = make_inputs(mc, engine.cfg, small[0], small[1], engine.seed, engine.device)
+        engine.measured = measure(engine._run, lambda: invoke(inputs), small, CallTimeout)
+        if engine.measured.timed_out:  # it hangs even small: report it once, at the smallest
+            pairs = [min(pairs, key=size)]
+    stopped: int | None = None
+    try:
+        for B, T in pairs:
+            if stopped is not None and size((B, T)) >= stopped:
+                continue
+            engine.limit = scaled_limit(engine.timeout, engine.measured, (B, T)) if engine.auto else engine.timeout
+            if call(B, T):  # ran out of time: the examples with fewer frames still run
+                stopped = size((B, T))
+    finally:
+        engine.limit, engine.measured = engine.timeout, None
+
+
+__all__ = ["DEFAULT_TIMEOUT", "Measured", "measure", "rerun_hint", "run_examples", "scaled_limit", "timeout_message"]

@@ -16,13 +16,16 @@ import os
 import textwrap
 import traceback
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aimespec.core.config import AimeConfig
 from aimespec.core.errors import ContractViolation
 from aimespec.core.symbols import symbol_values
 from aimespec.core.violation import Violation, ViolationKind
 from aimespec.explain.values import Advice
+
+if TYPE_CHECKING:  # the contract machinery imports torch: not at run time here
+    from aimespec.core.contract import MethodContract
 
 # An explanation's best match counts as the finding's documented error from this score on.
 MIN_EXPLAIN_SCORE = 0.5
@@ -301,3 +304,18 @@ def documented(number: int | None) -> tuple[str | None, str | None]:
     record = documented_error(number)
     return record.title, record.fix
 
+
+def output_where(method: Any, mc: "MethodContract", v: Violation) -> str | None:
+    """A value finding points at the line that computed the tensor; a shape finding at the return line."""
+    if v.kind == ViolationKind.VALUE:
+        return producing_line(method, v.tensor, position_in(mc, v.tensor))
+    return return_line(method, v.tensor)
+
+
+def position_in(mc: "MethodContract", tensor: str) -> int | None:
+    """The index of `tensor` in a tuple return (`(attention_probs_2d, regularized_coords)`)."""
+    items = getattr(mc.returns, "items", None)
+    if not items:
+        return None
+    paths = [getattr(i, "path", None) for i in items]
+    return paths.index(tensor) if tensor in paths else None
