@@ -21,13 +21,6 @@ torch.set_num_threads(1)
 os.environ.pop("COLUMNS", None)
 
 
-@pytest.fixture(autouse=True)
-def _no_inherited_terminal_size(monkeypatch):
-    """pytest-xdist workers inherit COLUMNS=80: the CLI's pipe width (100) must not depend on the runner."""
-    monkeypatch.delenv("COLUMNS", raising=False)
-    monkeypatch.delenv("LINES", raising=False)
-
-
 @pytest.fixture
 def cfg() -> AimeConfig:
     """The seed's default config."""
