@@ -129,7 +129,23 @@ def _jaxtyping(v):
     return raised(lambda: prior(torch.zeros(v["B"], v["hidden_dim"]))), ["hidden_dim", "hidden_dim + context_dim"]
 
 
+def _einsum_ellipsis(v):
+    q, fmap = torch.zeros(v["B"], v["K_slots"], v["attention_dim"]), torch.zeros(v["B"], v["attention_dim"], 2, 2)
+    return raised(lambda: torch.einsum("...kd,...nd->...kn", q, fmap)), ["attention_dim", "B"]
+
+
+def _target_size(v):
+    probs, target = torch.rand(v["B"], v["K"]), torch.rand(v["B"], v["K_slots"])
+    return raised(lambda: F.binary_cross_entropy(probs, target)), ["B", "K", "K_slots"]
+
+
+def _seed_rank(v):
+    return (f"Expected 3D tensor [B, N, D], got 4D [{v['B']}, {v['attention_dim']}, {v['H_att']}, {v['W_att']}]",
+            ["B", "attention_dim", "H_att"])
+
+
 FORMS = {f.__name__.lstrip("_"): f for f in (
+    _einsum_ellipsis, _target_size, _seed_rank,
     _matmul, _broadcast, _view, _cat, _rnn_batch, _hidden, _loss_batch, _conv_rank, _einsum_size, _layernorm,
     _channels, _input_size, _einops_mismatch, _einops_info, _contract, _torch_size, _jaxtyping)}
 _CFG: list[AimeConfig] = []

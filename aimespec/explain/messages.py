@@ -220,6 +220,11 @@ def _p_target_size(m: re.Match[str]) -> Finding:
     f = Finding("loss", m.group(0))
     if len(target) == len(got):
         clashes_by_axis(f, list(target), got)
+        for i, (t, g) in enumerate(zip(target, got, strict=True)):  # the agreeing axes are read too
+            if t == g:
+                f.add(g, "batch" if i == 0 else "any")
+    else:
+        f.shape(got)
     return f
 
 
