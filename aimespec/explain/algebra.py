@@ -140,7 +140,8 @@ def _sound_product(atoms: tuple[_Atom, ...], factor: int = 1) -> float | None:
     `T_enc*H_t*W_t`). One spatial axis alone only closes a leading run over a width; time
     without batch only precedes a grid; a width beside space is a map's channels. A grid's two
     axes count as one part, and a product has at most three parts (SPEC: up to three symbols or
-    derived sizes); a factor goes with two, or three from the batch axis on (`2*B*K*D`).
+    derived sizes); a factor goes with two, or three from the batch axis on (`2*B*K*D`), and
+    never with space.
     """
     kinds = [("width" if a.kind == "channel" else a.kind) for a in atoms]
     if any(kinds.count(k) > 1 for k in _SLOTS):
@@ -161,8 +162,10 @@ def _sound_product(atoms: tuple[_Atom, ...], factor: int = 1) -> float | None:
         return None
     if space and any(k == "width" and a.name not in MAP_CHANNELS for k, a in zip(kinds, atoms, strict=True)):
         return None  # a width beside space is a map's channels: C, attention_dim, code_dim (never D*H*W)
-    if "time" in kinds and "batch" not in kinds and not grid:
-        return None
+    if "time" in kinds and "batch" not in kinds and (not grid or len(atoms) - len(space) > 1):
+        return None  # a run without the batch that starts at time is [T, h, w] (T_enc*H_t*W_t), nothing more
+    if factor > 1 and space:
+        return None  # a factor multiplies features (2*K*D, 2*context_dim), never space
     return _LONE_SPACE_COST if lone else 0.0
 
 
