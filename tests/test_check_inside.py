@@ -98,3 +98,29 @@ def test_contract_signatures_name_every_argument_and_structure():
         "forward(input: [B, D+context_dim+A], hx: ([num_layers, B, hidden_dim], [num_layers, B, hidden_dim]))")
     assert contract_signature(resolve("DPGMMPrior.forward")) == (
         "forward(h: [B, hidden_dim+context_dim], n_samples: int = 10)")
+
+
+def test_structure_findings_say_why_and_what_to_do(tmp_path, small_cfg):
+    path = tmp_path / "mixture.py"
+    path.write_text(MIXTURE_AND_DICT)
+    outer = _findings(check(path, small_cfg, examples=0))[("DPGMMPrior.forward", "return")]
+    assert outer.explanation.startswith("the contract returns the seed's mapping (dict keys pi, means, ")
+    assert outer.violation.fix.startswith("return a dict with exactly those keys")
+
+
+def test_explain_reads_aimespecs_structure_dtype_and_timeout_messages(cfg):
+    from aimespec.explain.engine import explain
+
+    cases = {
+        "DPGMMPrior.forward: return expected a mapping with keys pi, means, got tuple": "mapping",
+        "AttentionSchema.forward: return expected a tuple of 2 (attention_probs_2d, regularized_coords), got Tensor":
+            "tuple",
+        "VAEEncoder.forward: mu is missing from the returned mapping (expected [B, D] = [8, 36])": "missing-key",
+        "VQPTTokenizer.decode: tokens expected an integer tensor [B, T, H_t, W_t], got torch.float32": "dtype",
+        "RGB.balance: did not return within 20 s at B=8, T=16; if it is only slow, rerun with --timeout 60":
+            "timeout",
+    }
+    for text, rule in cases.items():
+        result = explain(text, cfg)
+        assert [a["rule"] for a in result.advice] == [rule], text
+        assert result.explanation.endswith("is not what the contract says).")

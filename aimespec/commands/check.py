@@ -406,7 +406,7 @@ class _Engine:
         title, fix = documented(error)
         v = v.explained_as(error, fix)
         why = None
-        if v.kind == ViolationKind.VALUE and (advice := value_advice(v)) is not None:
+        if v.kind in _ADVISED and (advice := value_advice(v)) is not None:
             why, v = advice.why, v.explained_as(v.documented_error, advice.fix)
         return Finding(v, step=step, title=title, explanation=why)
 
@@ -425,6 +425,9 @@ class _Engine:
         text = "".join(traceback.format_exception(exc))
         return Finding(v, title=title, explanation=note or explained.reason, numbers=explained.numbers,
                        traceback=text)
+
+
+_ADVISED = (ViolationKind.VALUE, ViolationKind.TYPE, ViolationKind.MISSING, ViolationKind.DTYPE)  # why + fix
 
 
 class _NeedsRealTensors(Exception):

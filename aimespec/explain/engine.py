@@ -346,7 +346,9 @@ def _write(findings: list[Finding], numbers: dict[str, list[str]], matches: list
         for m in matches[1:]:
             lines.append(f"Also possible: Error {m.error} ({m.title}, score {m.score}): {m.reason}.")
     elif values:
-        lines.append(VALUE_NOT_SHAPE if any(f.kind == "value" for f in values) else PROBE_NOT_SHAPE)
+        kinds = {f.kind for f in values}
+        lines.append(VALUE_NOT_SHAPE if "value" in kinds else PROBE_NOT_SHAPE if "probe" in kinds
+                     else STRUCTURE_NOT_SHAPE)
     else:
         lines.append(NO_MATCH.format(B=B, T=T))
     return "\n".join(lines)
@@ -356,6 +358,8 @@ NOTHING_RECOGNISED = "No PyTorch shape message was recognised in the text."
 NO_SIZE = "{n} is no size of this config (B={B}, T={T}): no product or concatenation of its symbols makes it."
 NO_MATCH = ("No documented error fits (read with B={B}, T={T}; pass --batch/--seq-len or --set if the failing run "
             "used other sizes).")
+STRUCTURE_NOT_SHAPE = ("No documented error fits: this is aimespec's structure, dtype or time check (what came back, "
+                       "or how long it took, is not what the contract says).")
 PROBE_NOT_SHAPE = ("No documented error fits the text: this is aimespec's behavioural probe (the shapes were right, "
                    "the outputs moved where they must not).")
 VALUE_NOT_SHAPE = ("No documented error fits: this is aimespec's value check (the shapes were right, the numbers in "

@@ -87,8 +87,9 @@ class Finding:
             parts.append(self._view(alg, sym))
         if self.kind == "rnn" and self.swapped:
             parts.append(SWAPPED_STATES)
-        if self.kind in ("value", "probe") and self.advice is not None:
-            what = "a value invariant" if self.kind == "value" else "a behavioural probe"
+        if self.kind in ("value", "probe", "structure") and self.advice is not None:
+            what = {"value": "a value invariant", "probe": "a behavioural probe",
+                    "structure": "the contract's structure, dtype or time limit"}[self.kind]
             parts.append(f"({self.advice.rule}: {what}, not a shape error)")
         if self.rank is not None:
             shape = f" {self.got_shape}" if self.got_shape else ""

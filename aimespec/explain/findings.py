@@ -125,9 +125,11 @@ def shape_documented_error(v: Violation, cfg: AimeConfig, B: int | None, T: int 
 
 # --- value findings ---------------------------------------------------------------------------
 def value_advice(v: Violation) -> "Advice | None":
-    """Why a value invariant matters and how to fix it, read from the violation's problem phrase."""
-    from aimespec.explain.values import advise
+    """Why a value invariant (or the structure, dtype) matters and how to fix it, from the problem phrase."""
+    from aimespec.explain.values import advise, advise_structure
 
+    if v.kind in (ViolationKind.TYPE, ViolationKind.MISSING, ViolationKind.DTYPE):
+        return advise_structure(v.message)
     prefix = f"{v.contract}: {v.tensor} "
     problem = v.message[len(prefix):] if v.message.startswith(prefix) else v.message
     return advise(v.tensor, problem)

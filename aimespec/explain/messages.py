@@ -21,7 +21,14 @@ from aimespec.explain.evidence import (
     symbols_in,
     view_role,
 )
-from aimespec.explain.values import PROBE_MESSAGE, VALUE_MESSAGE, advise, advise_probe
+from aimespec.explain.values import (
+    PROBE_MESSAGE,
+    STRUCTURE_MESSAGE,
+    VALUE_MESSAGE,
+    advise,
+    advise_probe,
+    advise_structure,
+)
 
 
 def _p_matmul(m: re.Match[str]) -> Finding:
@@ -215,6 +222,14 @@ def _p_probe(m: re.Match[str]) -> Finding:
     return f
 
 
+def _p_structure(m: re.Match[str]) -> Finding:
+    """aimespec's own structure, dtype or timeout finding: `X.f: return expected a mapping with keys ...`."""
+    f = Finding("structure", m.group(0))
+    f.advice = advise_structure(m.group("text"))
+    f.tensor = m.group("contract")
+    return f
+
+
 def _p_target_size(m: re.Match[str]) -> Finding:
     target, got = ints(m.group(1)), ints(m.group(2))
     f = Finding("loss", m.group(0))
@@ -272,6 +287,7 @@ _PATTERNS: tuple[tuple[str, Any], ...] = (
      r'[\d,\s]*)\]\)\.\s*Additional info: (?P<info>\{[^}]*\})\.\s*(?P<reason>[^\n]*)', _p_einops_block),
     (VALUE_MESSAGE.pattern, _p_value),
     (PROBE_MESSAGE.pattern, _p_probe),
+    (STRUCTURE_MESSAGE.pattern, _p_structure),
     (rf"mat1 and mat2 shapes cannot be multiplied \({INT}x{INT} and {INT}x{INT}\)", _p_matmul),
     (rf"size of tensor a \({INT}\) must match the size of tensor b \({INT}\) at non-singleton dimension {INT}",
      _p_broadcast),

@@ -152,6 +152,51 @@ PROBE_MESSAGES: tuple[tuple[str, str, str, str], ...] = (  # (probe, what its me
 )
 
 
+# --- structure, dtype and time findings --------------------------------------------------------
+MAPPING_WHY = ("the contract returns the seed's mapping (dict keys {keys}): callers read the result by key "
+               "(prior_params['pi']), so another structure breaks them even when every tensor is right")
+MAPPING_FIX = ("return a dict with exactly those keys (a typed record that also answers them, r['pi'], is fine); "
+               "return extra objects (a torch.distributions object) beside it through another method")
+TUPLE_WHY = "the contract returns a tuple of {n} in the seed's order ({names}): callers unpack it by position"
+TUPLE_FIX = "return the {n} values as a tuple in that order (a NamedTuple in that order is fine)"
+MISSING_WHY = "the contract's mapping requires the key {key}: callers read it"
+MISSING_FIX = "add {key} to the returned mapping, shaped as the contract says"
+NOT_TENSOR_WHY = "the contract returns a tensor here: callers index and reshape it"
+NOT_TENSOR_FIX = "return the tensor itself, not a {got} holding it"
+DTYPE_WHY = "the contract fixes the dtype family of {t}: an index tensor must be integer, features floating-point"
+DTYPE_FIX = ("cast where the tensor is made: token indices with .long() (argmin/argmax already give int64), "
+             "features with .float()")
+TIMEOUT_WHY = ("the call ran past its time limit: either a loop that never ends (or waits on something), or a "
+               "call that is only slow at this size")
+TIMEOUT_FIX = "rerun with the --timeout the message names; if even a small call runs out, look for the endless loop"
+STRUCTURE_MESSAGES: tuple[tuple[str, str, str], ...] = (  # (rule, pattern, which texts)
+    ("mapping", r"expected a mapping with keys (?P<keys>[\w, ]+), got (?P<got>\w+)", "mapping"),
+    ("tuple", r"expected a tuple of (?P<n>\d+) \((?P<names>[^)]*)\), got", "tuple"),
+    ("missing-key", r"(?P<key>[\w.]+) is missing from the returned mapping", "missing"),
+    ("not-a-tensor", r"expected a tensor \[[^\]]*\] = \[[^\]]*\], got (?P<got>\w+)", "tensor"),
+    ("dtype", r"(?P<t>[\w.]+) expected an? (?:integer|floating-point|boolean) tensor", "dtype"),
+    ("timeout", r"did not return within [\d.]+ s", "timeout"),
+)
+
+
+def advise_structure(text: str) -> Advice | None:
+    """The why and fix of one of aimespec's structure, dtype or timeout findings, from its message."""
+    for rule, pattern, which in STRUCTURE_MESSAGES:
+        if (m := re.search(pattern, text)) is None:
+            continue
+        g = m.groupdict()
+        why, fix = {
+            "mapping": (MAPPING_WHY.format(keys=g.get("keys")), MAPPING_FIX),
+            "tuple": (TUPLE_WHY.format(n=g.get("n"), names=g.get("names")), TUPLE_FIX.format(n=g.get("n"))),
+            "missing": (MISSING_WHY.format(key=g.get("key")), MISSING_FIX.format(key=g.get("key"))),
+            "tensor": (NOT_TENSOR_WHY, NOT_TENSOR_FIX.format(got=g.get("got"))),
+            "dtype": (DTYPE_WHY.format(t=g.get("t")), DTYPE_FIX),
+            "timeout": (TIMEOUT_WHY, TIMEOUT_FIX),
+        }[which]
+        return Advice(rule, why, fix)
+    return None
+
+
 def advise_probe(text: str) -> Advice | None:
     """The why and fix of one of aimespec's probe findings, from its message."""
     for name, pattern, why, fix in PROBE_MESSAGES:
@@ -164,9 +209,14 @@ def advise_probe(text: str) -> Advice | None:
 VALUE_MESSAGE = re.compile(
     r"(?P<contract>[A-Za-z_][\w]*\.[A-Za-z_]\w*): (?P<tensor>[\w.\[\]'\"]+) (?P<problem>(?:must |holds NaN)[^\n]*)")
 # and a probe's: `Contract.method: replacing example 1 of ...`
+# and a structure, dtype or timeout finding's
+STRUCTURE_MESSAGE = re.compile(r"(?P<contract>[A-Za-z_]\w*\.[A-Za-z_]\w*): (?P<text>[^\n]*?(?:expected a mapping "
+                               r"with keys|expected a tuple of|is missing from the returned mapping|expected a tensor|"
+                               r"expected an? (?:integer|floating-point|boolean) tensor|did not return within)[^\n]*)")
 PROBE_MESSAGE = re.compile(r"(?P<contract>[A-Za-z_]\w*\.[A-Za-z_]\w*): (?P<text>(?:replacing example|changing |"
                            r"two calls with the same|after calls with other)[^\n]*)"
                            r"|(?<=: )(?P<config>at the varied config) ")  # its shape finding is read on its own
 
 
-__all__ = ["PROBE_MESSAGE", "VALUE_MESSAGE", "Advice", "advise", "advise_probe"]
+__all__ = ["PROBE_MESSAGE", "STRUCTURE_MESSAGE", "VALUE_MESSAGE", "Advice", "advise", "advise_probe",
+           "advise_structure"]
