@@ -31,6 +31,7 @@ def _boom(exc: BaseException):
     (["check", "--examples", "0"], "aimespec.commands.check.check"),
     (["trace"], "aimespec.commands.trace.trace"),
     (["diagnose", "--explain", "size mismatch"], "aimespec.cli.diagnose.explain"),
+    (["train", "--data", "episodes.npz", "--steps", "1"], "reference_model.train.train"),  # a plugin command
 ])
 def test_an_unexpected_exception_in_an_engine_is_our_bug_exit_3(monkeypatch, command, target, exc):
     module, name = target.rsplit(".", 1)

@@ -52,7 +52,7 @@ def train(
     verbose: VerboseOpt = False,
 ) -> None:
     """Train the reference AIME world model on collected episodes: live losses, log.jsonl, checkpoints, figures."""
-    from aimespec import AimespecError, ContractViolation, allocation_failure, disk_reason
+    from aimespec import ContractViolation, UsageError, allocation_failure, disk_reason
     from reference_model.train import TrainingStopped
     from reference_model.train import train as run_training
 
@@ -67,7 +67,7 @@ def train(
         )
     except (TrainingStopped, ContractViolation) as exc:
         _stop(term, main_rank, str(exc), EXIT_FOUND, exc)
-    except (AimespecError, ValueError, FileNotFoundError) as exc:
+    except UsageError as exc:  # the user's input (only these: any other exception is a bug, exit 3)
         _stop(term, main_rank, str(exc), EXIT_USAGE, exc)
     except OSError as exc:  # a full disk or a folder made read-only mid-run: every save was atomic
         where = f" {exc.filename}" if exc.filename else ""
@@ -76,12 +76,14 @@ def train(
     except (MemoryError, RuntimeError) as exc:
         failure = allocation_failure(exc)
         if failure is None:
-            raise
+            term.bug(exc)
         _stop(term, main_rank, f"{failure}: the model at this config does not fit in memory; lower its sizes "
               "(--set hidden_dim=..., batch_size=...).", EXIT_USAGE, exc)
     except KeyboardInterrupt as exc:
         _stop(term, main_rank, f"interrupted: {out / 'checkpoint.pt'} keeps the last checkpoint "
               "(continue with --resume).", 130, exc)
+    except Exception as exc:  # not the user's input: a bug, shown with its traceback (exit 3)
+        term.bug(exc)
     if not main_rank:
         return
     if json_:
