@@ -82,15 +82,40 @@ def process_figures(doc: dict[str, object], user: str, reps: int) -> None:
         doc[f"{name}_over_torch"] = doc[f"{name}_process_s"] / doc["import_torch_process_s"]  # type: ignore[operator]
 
 
+def isolation_figures(doc: dict[str, object], user: str, reps: int) -> None:
+    """What running the model in a worker process costs: an empty round trip (fork, heartbeat, pickle back,
+    wait) and the example user model's check at the small config, isolated against in-process.
+    Isolated runs come first: once this process has used torch's thread pool a worker runs single-threaded."""
+    from aimespec.commands.check import check
+    from aimespec.runtime.worker import isolated, mark_fresh
+
+    mark_fresh()
+    small = AimeConfig.small()
+    doc["worker_round_trip_s"] = median_time(lambda: isolated(lambda: None, timeout=20.0), max(reps, 5))
+    check(user, small)  # warm
+    doc["check_user_model_small_isolated_s"] = median_time(lambda: check(user, small), reps)
+    check(user, small, isolate=False)
+    doc["check_user_model_small_in_process_s"] = median_time(lambda: check(user, small, isolate=False), reps)
+    doc["isolation_over_in_process"] = (doc["check_user_model_small_isolated_s"]  # type: ignore[operator]
+                                        / doc["check_user_model_small_in_process_s"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--no-dmc", action="store_true", help="skip the dm_control collection figure")
     parser.add_argument("--processes-only", action="store_true",
                         help="only the whole-process figures (no in-process engine timings, no dm_control)")
+    parser.add_argument("--isolation-only", action="store_true",
+                        help="only what the worker process costs (a round trip; check isolated vs in-process)")
     args = parser.parse_args()
     user = str(ROOT / "examples" / "user_model.py")
     doc: dict[str, object] = {"benchmark": "cli", "version": aimespec.__version__, "reps": args.reps}
+    if args.isolation_only:
+        isolation_figures(doc, user, args.reps)
+        json.dump(doc, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
     process_figures(doc, user, args.reps)  # first: a fresh machine state, no engine work in this process yet
     if args.processes_only:
         json.dump(doc, sys.stdout, indent=2)

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from aimespec.cli.options import ConfigOpt, EnvOpt, JsonOpt, SetOpt, VerboseOpt, load_config
+from aimespec.cli.options import ConfigOpt, EnvOpt, JsonOpt, MaxMemoryOpt, SetOpt, VerboseOpt, load_config
 from aimespec.cli.terminal import EXIT_FOUND, EXIT_OK, EXIT_USAGE, Terminal
 
 FORMATS = ("text", "json", "github")
@@ -32,6 +32,7 @@ def check(
     vary_config: Annotated[bool, typer.Option("--vary-config/--no-vary-config",
                                               help="Run the config probe: rebuild every component at a second "
                                                    "config whose widths all differ, and check it again.")] = True,
+    max_memory: MaxMemoryOpt = None,
     json_: JsonOpt = False,
     set_: SetOpt = None,
     config: ConfigOpt = None,
@@ -40,6 +41,10 @@ def check(
 ) -> None:
     """Check every contract the model implements: shapes, dtypes and value invariants, on generated inputs."""
     from aimespec.commands.check import check as run_check
+    from aimespec.core.limits import memory_bytes
+    from aimespec.runtime.worker import mark_fresh
+
+    mark_fresh()  # nothing has run torch's thread pool here yet: the worker may use every thread
 
     term = Terminal(verbose)
     if format_ not in FORMATS:
@@ -51,7 +56,7 @@ def check(
         cfg = load_config(config, set_, env)
         with term.quiet_stdout(fmt != "text"):  # the model's own prints must not break the JSON document
             report = run_check(path, cfg, examples=examples, seed=seed, timeout=timeout, meta=meta,
-                               vary_config=vary_config)
+                               vary_config=vary_config, max_memory=memory_bytes(max_memory))
     report.verbose = verbose
     if fmt == "json":
         term.json(report.to_json(tracebacks=verbose))

@@ -18,6 +18,9 @@ EnvOpt = Annotated[
     str | None, typer.Option("--env", help="A dm_control task DOMAIN-TASK: binds action_dim to its action_spec().")
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks for errors.")]
+MaxMemoryOpt = Annotated[float | None, typer.Option(
+    "--max-memory", metavar="GIB", help="Cap on the memory of the worker process that runs the model "
+                                         "(default: 3/4 of this machine's).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
 
 

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from aimespec.cli.options import ConfigOpt, EnvOpt, JsonOpt, SetOpt, VerboseOpt, load_config
+from aimespec.cli.options import ConfigOpt, EnvOpt, JsonOpt, MaxMemoryOpt, SetOpt, VerboseOpt, load_config
 from aimespec.cli.terminal import EXIT_FOUND, EXIT_OK, Terminal
 
 
@@ -20,6 +20,7 @@ def trace(
                                             help="Show every timestep, not the first and last.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", metavar="SEC",
                                            help="Seconds the model may run without a component call.")] = 60.0,
+    max_memory: MaxMemoryOpt = None,
     json_: JsonOpt = False,
     set_: SetOpt = None,
     config: ConfigOpt = None,
@@ -28,12 +29,17 @@ def trace(
 ) -> None:
     """Run a forward pass and print every component call in order, with symbolic and concrete shapes."""
     from aimespec.commands.trace import trace as run_trace
+    from aimespec.core.limits import memory_bytes
+    from aimespec.runtime.worker import mark_fresh
+
+    mark_fresh()  # nothing has run torch's thread pool here yet: the worker may use every thread
 
     term = Terminal(verbose)
     with term.guard():
         cfg = load_config(config, set_, env)
         with term.quiet_stdout(json_):  # the model's own prints must not break the JSON document
-            report = run_trace(path, cfg, batch=batch, seq_len=seq_len, timeout=timeout)
+            report = run_trace(path, cfg, batch=batch, seq_len=seq_len, timeout=timeout,
+                               max_memory=memory_bytes(max_memory))
     report.all_steps = all_steps
     if json_:
         term.json(report.to_json())

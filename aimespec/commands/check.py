@@ -23,6 +23,7 @@ import torch
 from aimespec.commands import check_probes, check_timing
 from aimespec.commands.check_inside import def_line, inside_violations, is_signature_error, signature_note
 from aimespec.commands.check_report import CheckReport, ContractResult
+from aimespec.commands.isolate import import_model, label_of, lost_message, run_isolated
 from aimespec.commands.spec import WORLD
 from aimespec.core.config import AimeConfig
 from aimespec.core.contract import MethodContract, methods_of, resolve
@@ -41,10 +42,11 @@ from aimespec.explain.findings import (
 )
 from aimespec.runtime.checked import checking
 from aimespec.runtime.deadline import CallTimeout, Deadline
-from aimespec.runtime.discover import Component, ModelSource, display_path, load_source
+from aimespec.runtime.discover import Component, ModelSource, display_path
 from aimespec.runtime.hold import CallInputs, bound_checker, build, call_method, make_inputs
 from aimespec.runtime.meta_device import meta_device
 from aimespec.runtime.record import CallRecord, Recorder, assign_steps
+from aimespec.runtime.worker import WorkerLost
 
 MAX_B, MAX_T = 16, 32  # range of the random examples' (B, T)
 MAX_EXAMPLES = MAX_B * MAX_T  # there are no more distinct (B, T) to draw
@@ -85,7 +87,7 @@ def example_pairs(cfg: AimeConfig, n: int, seed: int, *, cap: tuple[int, int] | 
 
 def check(path: str | Path | None, cfg: AimeConfig, *, examples: int = 3, seed: int = 0,
           timeout: float | None = None, device: str | torch.device = "cpu", meta: bool = True, probes: bool = True,
-          vary_config: bool = True) -> CheckReport:
+          vary_config: bool = True, max_memory: int | None = None, isolate: bool = True) -> CheckReport:
     """Check a model file (None: the bundled reference model) against every contract it implements.
 
     With `meta` (the default) the config's own, full-size (B, T) runs on the meta device when
@@ -93,6 +95,9 @@ def check(path: str | Path | None, cfg: AimeConfig, *, examples: int = 3, seed: 
     tensors and carry the value invariants. `probes` runs the behavioural probes (SPEC), `vary_config`
     their `config` probe (the whole check again at a second config with other widths). `timeout`
     (seconds a call may run) defaults to a limit that follows the work (`check_timing`).
+    With `isolate` (the default) the file is imported and run in a worker process capped at
+    `max_memory` bytes (`aimespec.runtime.worker`): whatever the model does to its process (exit,
+    crash, print to fd 1) is a finding, never the report's end.
     """
     if isinstance(examples, bool) or not isinstance(examples, int) or not 0 <= examples <= MAX_EXAMPLES:
         raise UsageError(f"--examples must be an integer in [0, {MAX_EXAMPLES}] (there are only {MAX_EXAMPLES} "
@@ -101,11 +106,25 @@ def check(path: str | Path | None, cfg: AimeConfig, *, examples: int = 3, seed: 
     timeout = check_timing.DEFAULT_TIMEOUT if timeout is None else timeout_seconds(timeout)
     seed = seed_value(seed)
     started = time.perf_counter()
-    source = load_source(path)
-    engine = _Engine(source, cfg, examples, seed, float(timeout), device, meta, probes, vary_config, auto)
-    rows = engine.run()
-    return CheckReport(cfg, source.label, seed, engine.pairs, rows, time.perf_counter() - started,
-                       probe_config=engine.probe_config)
+
+    def job() -> CheckReport:
+        source = import_model(path, timeout)
+        engine = _Engine(source, cfg, examples, seed, float(timeout), device, meta, probes, vary_config, auto)
+        rows = engine.run()
+        return CheckReport(cfg, source.label, seed, engine.pairs, rows, time.perf_counter() - started,
+                           probe_config=engine.probe_config)
+
+    def lost(error: WorkerLost) -> CheckReport:
+        kind = ViolationKind.TIMEOUT if error.stopped else ViolationKind.EXCEPTION
+        v = Violation(contract="(model file)", tensor="(process)", kind=kind, message=lost_message(error))
+        row = ContractResult("(model file)", label_of(path))
+        row.add(Finding(v))
+        return CheckReport(cfg, label_of(path), seed, example_pairs(cfg, examples, seed), [row],
+                           time.perf_counter() - started)
+
+    if not isolate:
+        return job()
+    return run_isolated(job, path, timeout=timeout, max_memory=max_memory, lost=lost)
 
 
 def _free_used(mc: MethodContract) -> tuple[str, ...]:

@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from aimespec.commands.isolate import import_model, label_of, lost_message, run_isolated
 from aimespec.commands.spec import KEY_TENSORS, WORLD, key_tensor_leaves
 from aimespec.core.config import AimeConfig
 from aimespec.core.contract import resolve
@@ -29,9 +30,9 @@ from aimespec.core.limits import count, seed_value, timeout_seconds
 from aimespec.explain.findings import exception_where
 from aimespec.runtime.checked import checking
 from aimespec.runtime.deadline import CallTimeout, Deadline
-from aimespec.runtime.discover import load_source
-from aimespec.runtime.hold import build, make_inputs
+from aimespec.runtime.hold import bound_checker, build, make_inputs
 from aimespec.runtime.record import Recorder, assign_steps
+from aimespec.runtime.worker import WorkerLost
 
 PILLARS = {
     "perceiver": "Perceiver IO (context extraction)",
@@ -80,13 +81,14 @@ class TraceReport:
     tensors: dict[str, list[int] | None]
     error: str | None = None  # the forward pass raised (the calls up to it are kept)
     where: str | None = None
+    violations: list[dict[str, Any]] = field(default_factory=list)  # the result held to forward_sequence's contract
     seconds: float = 0.0
     all_steps: bool = False  # terminal view: every step instead of the first and last
     symbols: dict[str, str] = field(default_factory=dict)  # key tensor row -> its symbolic shape
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        return self.error is None and not self.violations
 
     def to_json(self) -> dict[str, Any]:
         from aimespec.core.version import __version__
@@ -95,6 +97,7 @@ class TraceReport:
             "version": __version__, "ok": self.ok, "config": self.cfg.to_dict(), "source": self.source,
             "batch": self.batch, "seq_len": self.seq_len, "calls": [c.to_json() for c in self.calls],
             "tensors": self.tensors, "tensor_symbols": self.symbols, "error": self.error, "where": self.where,
+            "violations": self.violations,
         }
 
     # --- rendering ---------------------------------------------------------------------------
@@ -131,6 +134,8 @@ class TraceReport:
         if self.error:
             where = f" at {self.where}" if self.where else ""
             parts.append(Text(f"✗ forward_sequence raised{where}: {self.error}", style="bold red"))
+        for v in self.violations:
+            parts.append(Text(f"✗ {v['message']}", style="bold red"))
         return Group(*parts)
 
     def _add_calls(self, branch: Tree, calls: list[TraceCall]) -> None:
@@ -174,15 +179,34 @@ def _shape_line(role: str, name: str, symbolic: str, shape: list[int] | None) ->
 
 
 def trace(path: str | Path | None, cfg: AimeConfig, batch: int | None = None, seq_len: int | None = None, *,
-          seed: int = 0, timeout: float = 60.0) -> TraceReport:
-    """Run one forward pass of the file's model (None: the reference model) and record every component call."""
+          seed: int = 0, timeout: float = 60.0, max_memory: int | None = None, isolate: bool = True) -> TraceReport:
+    """Run one forward pass of the file's model (None: the reference model) and record every component call.
+
+    The result is held to `forward_sequence`'s contract (shapes and value invariants): a violation
+    makes the report fail. With `isolate` the model runs in a worker process (see `check`).
+    """
     B = cfg.batch_size if batch is None else batch
     T = cfg.sequence_length if seq_len is None else seq_len
     for name, value in (("--batch", B), ("--seq-len", T)):
         count(value, name)
     timeout = timeout_seconds(timeout)
     seed = seed_value(seed)
-    source = load_source(path)
+    if not isolate:
+        return _trace(path, cfg, B, T, seed, timeout)
+
+    def lost(error: WorkerLost) -> TraceReport:
+        report = TraceReport(cfg, label_of(path), B, T, [], {row: None for row, *_ in KEY_TENSORS},
+                             error=lost_message(error))
+        report.tensors.update(Observations=[B, T, cfg.image_channels, cfg.input_dim, cfg.input_dim],
+                              Actions=[B, T, cfg.action_dim])
+        return report
+
+    return run_isolated(lambda: _trace(path, cfg, B, T, seed, timeout), path, timeout=timeout,
+                        max_memory=max_memory, lost=lost)
+
+
+def _trace(path: str | Path | None, cfg: AimeConfig, B: int, T: int, seed: int, timeout: float) -> TraceReport:
+    source = import_model(path, timeout)
     factory: Any = source.build_model
     if factory is None:
         worlds = source.world_components()
@@ -209,12 +233,12 @@ def trace(path: str | Path | None, cfg: AimeConfig, batch: int | None = None, se
         recorder = Recorder(cfg, source.files, check=False).install(model)
         deadline = Deadline(timeout)
         recorder.progress = deadline.kick
+        result: Any = _RAISED
         with recorder:
             with recorder.top(WORLD):
                 try:
                     result = deadline.run(lambda: model.forward_sequence(*inputs.args))
                 except (Exception, CallTimeout, SystemExit) as exc:
-                    result = None
                     report.error = (f"the forward pass did not return within {timeout:g} s of silence"
                                     if isinstance(exc, CallTimeout) else f"{type(exc).__name__}: {exc}")
                     report.where = exception_where(exc, source.files)
@@ -226,13 +250,17 @@ def trace(path: str | Path | None, cfg: AimeConfig, batch: int | None = None, se
                   c.symbolic)
         for c in calls
     ]
-    if result is not None:
+    if result is not _RAISED:
+        report.violations = [v.to_json() for v in bound_checker(mc, cfg, inputs).check_outputs(result)]
         for row, key, *_ in KEY_TENSORS:
             value = _get(result, key)
             if isinstance(value, torch.Tensor) and row not in ("Observations", "Actions"):
                 report.tensors[row] = list(value.shape)
     report.seconds = time.perf_counter() - started
     return report
+
+
+_RAISED = object()  # forward_sequence raised: there is no result to hold (None is one)
 
 
 def _get(result: Any, key: str) -> Any:

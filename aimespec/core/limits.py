@@ -19,6 +19,7 @@ MEMORY_SHARE = 0.75  # the most of the machine's memory one array or one worker 
 TIMEOUT = "{option} must be a finite positive number of seconds (at most {most:g}), got {value!r}"
 SEED = "{option} must be an integer in [0, 2**63 - 1], got {value!r}"
 COUNT = "{option} must be an integer in [{least}, {most}], got {value!r}"
+MEMORY = "{option} must be a finite positive number of GiB, got {value!r}"
 DEVICE = ("{option} must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
 TOO_BIG = ("{what} would take {size} of memory, more than {share:.0%} of this machine's {total}: "
            "{advice}")
@@ -51,6 +52,16 @@ def device_name(value: Any, option: str = "--device") -> str:
     if text is None or not _DEVICE.fullmatch(text):
         raise UsageError(DEVICE.format(option=option, value=value))
     return text
+
+
+def memory_bytes(gib: Any, option: str = "--max-memory") -> int | None:
+    """GiB (a finite positive number) as bytes; None stays None (the default cap)."""
+    if gib is None:
+        return None
+    ok = isinstance(gib, (int, float)) and not isinstance(gib, bool) and math.isfinite(gib)
+    if not ok or not 0 < gib <= 1 << 20:
+        raise UsageError(MEMORY.format(option=option, value=gib))
+    return int(gib * (1 << 30))
 
 
 def physical_memory() -> int | None:
@@ -91,5 +102,5 @@ def allocation_failure(exc: BaseException) -> str | None:
 
 __all__ = [
     "MAX_SEED", "MAX_SIZE", "MAX_TIMEOUT", "allocation_failure", "count", "device_name", "fits_memory",
-    "human_bytes", "physical_memory", "seed_value", "timeout_seconds",
+    "human_bytes", "memory_bytes", "physical_memory", "seed_value", "timeout_seconds",
 ]

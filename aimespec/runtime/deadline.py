@@ -19,6 +19,18 @@ class CallTimeout(BaseException):
     """Raised into a call that ran past its time limit (a BaseException: user code cannot swallow it)."""
 
 
+_running: list["Deadline"] = []  # the deadlines whose calls are running, innermost last
+
+
+def remaining() -> float | None:
+    """Seconds left before the innermost running deadline expires (negative: overdue); None when no
+    call runs under one. The isolating worker's heartbeat reads it (`aimespec.runtime.worker`)."""
+    if not _running:
+        return None
+    d = _running[-1]
+    return (d.seconds or 0.0) - (time.monotonic() - d._last)
+
+
 class Deadline:
     def __init__(self, seconds: float | None) -> None:
         self.seconds = seconds if seconds and seconds > 0 else None
@@ -34,9 +46,13 @@ class Deadline:
     def run(self, fn: Callable[[], Any]) -> Any:
         if self.seconds is None:
             return fn()
-        if hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread():
-            return self._run_signal(fn)
-        return self._run_thread(fn)
+        _running.append(self)
+        try:
+            if hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread():
+                return self._run_signal(fn)
+            return self._run_thread(fn)
+        finally:
+            _running.remove(self)
 
     def _run_signal(self, fn: Callable[[], Any]) -> Any:
         def on_alarm(signum: int, frame: Any) -> None:

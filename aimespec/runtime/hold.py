@@ -14,7 +14,8 @@ import torch
 from aimespec.core.config import AimeConfig
 from aimespec.core.contract import MethodContract, resolve
 from aimespec.core.dims import DictNode, Leaf, Node, Other, TupleNode, evaluate
-from aimespec.core.errors import ContractViolation
+from aimespec.core.errors import ContractNotFound, ContractViolation, UsageError
+from aimespec.core.limits import count, seed_value
 from aimespec.core.symbols import symbol_values
 from aimespec.core.validate import CallChecker
 from aimespec.core.violation import Violation, ViolationKind, exception_violation
@@ -150,6 +151,22 @@ def call_method(obj: Any, contract: MethodContract, inputs: CallInputs) -> Any:
     return method(*inputs.args)
 
 
+UNKNOWN_CONTRACT = "hold: {ref!r} names no contract method ({reason}); see `aimespec spec` for the contracts"
+
+
+def _contract(ref: str | MethodContract) -> MethodContract:
+    if isinstance(ref, MethodContract):
+        return ref
+    if not isinstance(ref, str):
+        raise UsageError(UNKNOWN_CONTRACT.format(ref=ref, reason=f"a {type(ref).__name__}, not a name"))
+    try:
+        return resolve(ref)
+    except (ContractNotFound, AttributeError, KeyError) as exc:
+        method = ref.partition(".")[2]
+        reason = f"no method {method!r}" if isinstance(exc, AttributeError) else str(exc).strip("'\"")
+        raise UsageError(UNKNOWN_CONTRACT.format(ref=ref, reason=reason)) from None
+
+
 def hold(
     obj_or_cls: Any,
     ref: str | MethodContract,
@@ -166,9 +183,10 @@ def hold(
     Exceptions raised by the object (constructor or call) are returned as violations of
     kind `constructor` / `exception`, never raised.
     """
-    contract = resolve(ref) if isinstance(ref, str) else ref
-    B = cfg.batch_size if B is None else B
-    T = cfg.sequence_length if T is None else T
+    contract = _contract(ref)
+    B = count(cfg.batch_size if B is None else B, "B")  # B=0 would check nothing, T=0 divide by zero
+    T = count(cfg.sequence_length if T is None else T, "T")
+    seed = seed_value(seed, "seed")
     if inspect.isclass(obj_or_cls):
         try:
             obj = build(obj_or_cls, cfg)
