@@ -119,8 +119,9 @@ def isolated(job: Callable[[], T], *, timeout: float, max_memory: int | None = N
     threads = _thread_count()
     fresh = _fresh_threads is not None and threads <= _fresh_threads
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-        with contextlib.suppress(Exception):
-            stream.flush()  # nothing buffered here is written twice by the child
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.flush()  # nothing buffered here is written twice by the child
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the worker: never returns
@@ -254,8 +255,13 @@ def _kill(pid: int) -> None:
 def _describe(status: int) -> str:
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else f"signal {sig}"
-        return LOST_SIGNAL.format(name=name, hint=_SIGNAL_HINTS.get(sig, "a crash in C code"))
+        try:
+            known: signal.Signals | None = signal.Signals(sig)
+        except ValueError:
+            known = None
+        name = known.name if known is not None else f"signal {sig}"
+        hint = _SIGNAL_HINTS.get(known, "a crash in C code") if known is not None else "a crash in C code"
+        return LOST_SIGNAL.format(name=name, hint=hint)
     code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else status
     return LOST_EXIT.format(status=code, hint="the model's code called os._exit or exited from C code")
 
