@@ -35,7 +35,15 @@ GradReducer = Callable[[Tensor], Tensor]
 
 
 class NonFiniteLoss(AimespecError):
-    """A loss, a sub-term or a task gradient was NaN or Inf; raised before any parameter update."""
+    """A loss, a sub-term or a task gradient was NaN or Inf; raised before any parameter update.
+
+    `terms` maps each non-finite loss or term to its value (empty for a task gradient), so that
+    readers never parse the message.
+    """
+
+    def __init__(self, message: str, terms: dict[str, float] | None = None) -> None:
+        super().__init__(message)
+        self.terms: dict[str, float] = dict(terms or {})
 
 
 def flatten_grads(grads: tuple[Tensor | None, ...], params: list[nn.Parameter]) -> Float[Tensor, "P"]:
@@ -141,9 +149,10 @@ class Trainer:
         finite = torch.isfinite(torch.stack([v.detach().reshape(()) for v in items.values()]))
         if not bool(finite.all()):
             bad = [name for name, ok in zip(items, finite.tolist(), strict=True) if not ok]
-            values = ", ".join(f"{name}={items[name].item()}" for name in bad)
+            terms = {name: items[name].item() for name in bad}
+            values = ", ".join(f"{name}={value}" for name, value in terms.items())
             raise NonFiniteLoss(
-                f"non-finite loss at step {self.step_count}: {values}; no parameter was updated"
+                f"non-finite loss at step {self.step_count}: {values}; no parameter was updated", terms
             )
 
     def ensure_finite_gradients(self, grads: Float[Tensor, "4 P"]) -> None:
@@ -195,7 +204,7 @@ class Trainer:
         if not (torch.isfinite(disc_loss) and torch.isfinite(disc_grad).all()):
             raise NonFiniteLoss(
                 f"non-finite loss at step {self.step_count}: discriminator={disc_loss.item()}; "
-                "no parameter was updated"
+                "no parameter was updated", {"discriminator": disc_loss.item()}
             )
         balanced = self.balancer.balance(grads)  # [P]
         norm = balanced.norm()

@@ -192,3 +192,16 @@ def test_two_hundred_steps_cut_the_reconstruction_loss():
     first, last = sum(recon[:10]) / 10, sum(recon[-10:]) / 10
     print(f"reconstruction {first:.2f} -> {last:.2f} ({1 - last / first:.0%} lower), {elapsed:.1f}s for 200 steps")
     assert last <= 0.7 * first, (first, last)
+
+
+def test_a_non_finite_loss_carries_its_terms_and_the_stop_reads_them_not_the_text(tmp_path):
+    import math
+
+    from reference_model.train.loop import _stopped
+
+    exc = NonFiniteLoss("(the message is not read)", {"discriminator": math.inf})
+    assert exc.terms == {"discriminator": math.inf}
+    stopped = _stopped(exc, 3, None, tmp_path / "checkpoint.pt")
+    assert str(stopped).startswith("training stopped at step 3: loss term discriminator is infinite;")
+    nan = _stopped(NonFiniteLoss("x", {"kl_z": math.nan}), 4, 2, tmp_path / "checkpoint.pt")
+    assert str(nan).startswith("training stopped at step 4: loss term kl_z is NaN;")

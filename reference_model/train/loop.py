@@ -9,7 +9,6 @@ step count, the data order and the noise stream exactly where the checkpoint lef
 
 import math
 import os
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -145,10 +144,8 @@ def _nonfinite_guard(trainer: Any, d: ddp.Distributed) -> None:
         status = ddp.worst(d, torch.isinf(values).float() + 2 * torch.isnan(values).float())
         bad = {name: (math.nan if s >= 2 else math.inf) for name, s in zip(items, status.tolist(), strict=True) if s}
         if bad:
-            error = NonFiniteLoss(f"non-finite loss at step {trainer.step_count}: "
-                                  + ", ".join(f"{k}={v}" for k, v in bad.items()))
-            error.terms = bad  # type: ignore[attr-defined]
-            raise error
+            raise NonFiniteLoss(f"non-finite loss at step {trainer.step_count}: "
+                                + ", ".join(f"{k}={v}" for k, v in bad.items()), bad)
 
     trainer.ensure_finite = ensure_finite
 
@@ -157,9 +154,7 @@ def _stopped(exc: Exception, step: int, kept: int | None, ckpt: Path) -> Trainin
     """One sentence: the term(s), the step, and the checkpoint left on disk."""
     from reference_model.losses import TERMS
 
-    bad: dict[str, float] = getattr(exc, "terms", None) or {}
-    if not bad:  # a NonFiniteLoss raised elsewhere (the discriminator's): read its names
-        bad = {m[0]: float("nan") for m in re.findall(r"(\w+)=(-?(?:nan|inf))", str(exc))}
+    bad: dict[str, float] = getattr(exc, "terms", None) or {}  # carried by NonFiniteLoss, never parsed
     terms = [k for k in bad if k in TERMS or k not in TASKS] or list(bad) or ["unknown"]
     kind = "NaN" if any(math.isnan(bad.get(k, math.nan)) for k in terms) else "infinite"
     named = ", ".join(terms)
