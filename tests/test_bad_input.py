@@ -249,6 +249,29 @@ def test_11_hold_rejects_bad_sizes_and_unknown_methods(kwargs, needle):
     assert needle in str(caught.value)
 
 
+def test_a_config_class_of_the_model_file_comes_back_without_importing_the_file_here(tmp_path):
+    from aimespec.runtime.discover import load_source
+    from aimespec.runtime.worker import isolated
+
+    path = tmp_path / "reward.py"
+    path.write_text(textwrap.dedent("""
+        import dataclasses
+        from aimespec import AimeConfig
+
+        @dataclasses.dataclass(frozen=True)
+        class RewardConfig(AimeConfig):
+            reward_dim: int = 7
+
+        def build_model(cfg):
+            raise RuntimeError("never called")
+    """))
+    before = set(sys.modules)
+    cfg = isolated(lambda: load_source(path).module.RewardConfig(latent_dim=9, reward_dim=11), timeout=20.0)
+    assert (type(cfg).__name__, cfg.latent_dim, cfg.to_dict()["reward_dim"]) == ("RewardConfig", 9, 11)
+    assert isinstance(cfg, AimeConfig)
+    assert not [m for m in set(sys.modules) - before if m.startswith("aimespec_user_")]
+
+
 def test_the_engines_can_run_in_process_too(tmp_path):
     assert check(rgb(tmp_path, "pass"), CFG, examples=0, isolate=False).ok
     assert trace(None, CFG, isolate=False).ok

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 from aimespec.core.errors import AimespecError, UsageError
 from aimespec.core.limits import MEMORY_SHARE, allocation_failure, human_bytes, physical_memory
 from aimespec.runtime import deadline
+from aimespec.runtime.transfer import dumps
 
 T = TypeVar("T")
 GRACE = 2.0  # seconds past the child's own deadline before the parent kills it
@@ -152,7 +153,7 @@ def _worker(job: Callable[[], Any], fd: int, cap: int | None, fresh: bool, timeo
             sys.modules["torch"].set_num_threads(1)
         threading.Thread(target=_heartbeat, args=(_channel, timeout), daemon=True).start()
         try:
-            payload = pickle.dumps((True, job(), None))
+            payload = dumps((True, job(), None))  # a model file's config class travels as its values
         except BaseException as exc:  # the job's own error (a UsageError, a bug of ours): re-raised there
             payload = _pickled_error(exc, cap)
         _channel.send(_RESULT, payload)
