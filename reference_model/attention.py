@@ -24,13 +24,20 @@ MAX_SHIFT = 0.5  # the motion field is tanh-bounded to half the normalised image
 DIST_EPS = 1e-8  # smoothing of attention maps in `predict_next` / `dynamics_loss`
 
 
-class SchemaAux(NamedTuple):
-    """What `AttentionSchema.forward` computed besides its result (stashed as `schema.last`)."""
+class SchemaOutput(NamedTuple):
+    """What `AttentionSchema.attend` computes: the contract's `SchemaResult` and what the
+    losses read (the slots, their masks, the motion field, the slot diversity loss)."""
 
+    attention_probs_2d: Float[Tensor, "B H_att W_att"]
+    regularized_coords: Float[Tensor, "B 2"]
     slots: Float[Tensor, "B K_slots attention_dim"]
     slot_masks: Float[Tensor, "B K_slots H_att W_att"]  # slot attention, sums to 1 over slots
     motion_field: Float[Tensor, "B 2 H_att W_att"]  # (dx, dy) in normalised [-1, 1] units
     diversity_loss: Float[Tensor, ""]
+
+    def result(self) -> SchemaResult:
+        """The part `AttentionSchema.forward`'s contract describes."""
+        return SchemaResult(self.attention_probs_2d, self.regularized_coords)
 
 
 class SlotAttention(nn.Module):
@@ -120,7 +127,8 @@ class AttentionSchema(nn.Module):
     - fusion: logits = log(sum_k softmax(salience)_k mask_k) + conv3x3([masks, motion]); a softmax
       over all H_att*W_att positions gives the attention map; `regularized_coords` is its
       expectation of the pixel-centre grid (x, y), clamped to [-1, 1].
-    `forward` stashes `self.last` (a `SchemaAux`) and `self.diversity_loss` (see `diversity`).
+    `attend` returns a `SchemaOutput` (the result, the slots, masks, motion field and the
+    slot diversity loss, see `diversity`); `forward` is the contract's view of it.
     """
 
     def __init__(self, cfg: AimeConfig) -> None:
@@ -144,15 +152,12 @@ class AttentionSchema(nn.Module):
             nn.Linear(cfg.prior_hidden, 2 * res * res + K),
         )
         self.fusion = nn.Conv2d(K + 2, 1, 3, padding=1, bias=False)  # a softmax over positions follows
-        self.last: SchemaAux | None = None
-        self.diversity_loss: Tensor | None = None
 
     def positions(self, like: Tensor) -> Float[Tensor, "N attention_dim"]:
         grid = rearrange(coordinate_grid(self.cfg.attention_resolution, like), "two h w -> (h w) two")
         unit = (grid + 1.0) / 2.0  # [0, 1]
         return self.position(torch.cat([unit, 1.0 - unit], dim=-1))
 
-    @checked("AttentionSchema.forward")
     def forward(
         self,
         observation: Float[Tensor, "B C H W"],
@@ -161,6 +166,17 @@ class AttentionSchema(nn.Module):
         fused_feat: Float[Tensor, "B attention_dim H_att W_att"] | None = None,
     ) -> SchemaResult:
         """observation [B, C, H, W], hidden_state, context -> (attention [B, H_att, W_att], coords [B, 2])."""
+        return self.attend(observation, hidden_state, context, fused_feat).result()
+
+    @checked("AttentionSchema.forward", view=SchemaOutput.result)
+    def attend(
+        self,
+        observation: Float[Tensor, "B C H W"],
+        hidden_state: Float[Tensor, "B hidden_dim"],
+        context: Float[Tensor, "B context_dim"],
+        fused_feat: Float[Tensor, "B attention_dim H_att W_att"] | None = None,
+    ) -> SchemaOutput:
+        """`forward`'s result and what the losses read (held to `forward`'s contract)."""
         res = self.cfg.attention_resolution
         feat = self.features(observation) if fused_feat is None else fused_feat  # [B, attention_dim, H_att, W_att]
         seq = rearrange(feat, "b c h w -> b (h w) c") + self.positions(feat)  # [B, N, attention_dim]
@@ -179,13 +195,11 @@ class AttentionSchema(nn.Module):
         probs = rearrange(torch.softmax(rearrange(logits, "b h w -> b (h w)"), dim=-1), "b (h w) -> b h w", h=res)
         coords = einsum(probs, coordinate_grid(res, probs), "b h w, two h w -> b two").clamp(-1.0, 1.0)
 
-        div = diversity(slots)
-        self.last = SchemaAux(slots, masks, motion, div)
-        self.diversity_loss = div
-        return SchemaResult(probs, coords)
+        return SchemaOutput(probs, coords, slots, masks, motion, diversity(slots))
 
+    @staticmethod
     def predict_next(
-        self, attention_map: Float[Tensor, "B H_att W_att"], motion_field: Float[Tensor, "B 2 H_att W_att"]
+        attention_map: Float[Tensor, "B H_att W_att"], motion_field: Float[Tensor, "B 2 H_att W_att"]
     ) -> Float[Tensor, "B H_att W_att"]:
         """Carry the attention map along the motion field: next(p) = current(p - motion(p)), renormalised.
 
@@ -220,5 +234,3 @@ class AttentionSchema(nn.Module):
         q = rearrange(q / q.sum(dim=(-2, -1), keepdim=True), "b h w -> b (h w)")
         kl = (p * (torch.log(p) - torch.log(q))).sum(-1).clamp_min(0.0)
         return kl.mean()
-
-    compute_dynamics_loss = dynamics_loss  # the seed's name (`attention_schema.compute_dynamics_loss(...)`)

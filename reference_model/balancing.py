@@ -204,4 +204,3 @@ class RGB(GradientBalancer):
         return self.aggregate(self.rotate(grads))
 
 
-BALANCERS: dict[str, type[GradientBalancer]] = {"rgb": RGB, "sum": SumBalancer, "pcgrad": PCGrad}

@@ -20,6 +20,9 @@ from einops import rearrange
 from torch import Tensor
 
 from aimespec import ContractViolation, FiniteLoss, Violation, ViolationKind, current_mode
+from contracts.world import WorldOutputs
+from reference_model.adversarial import Discriminator
+from reference_model.attention import AttentionSchema
 from reference_model.kl import kl_gamma, kl_gaussian_mixture, kl_sticks
 
 TASKS = ("elbo", "perceiver", "predictive", "adversarial")
@@ -66,81 +69,86 @@ def reconstruction_nll(reconstructions: Tensor, observations: Tensor) -> Tensor:
     return rearrange(err, "b t c h w -> b t (c h w)").sum(-1).mean()
 
 
-def elbo_terms(out: dict[str, Tensor], observations: Tensor) -> dict[str, Tensor]:
+def elbo_terms(out: WorldOutputs, observations: Tensor) -> dict[str, Tensor]:
     """Reconstruction and the three KL terms, each averaged over B and T."""
-    flat = {
-        key: rearrange(out[key], "b t ... -> (b t) ...")
-        for key in ("mu", "logvar", "mixture_weights", "prior_means", "prior_log_vars", "kumar_a", "kumar_b",
-                    "alpha", "gamma_shape", "gamma_rate")
-    }
-    # log pi when the prior gives it: no log(pi) underflow for vanishing weights
-    log_pi = rearrange(out["log_mixture_weights"], "b t k -> (b t) k") if "log_mixture_weights" in out else None
+
+    def flat(x: Tensor) -> Tensor:
+        return rearrange(x, "b t ... -> (b t) ...")
+
     kl_z = kl_gaussian_mixture(
-        flat["mu"], flat["logvar"], flat["mixture_weights"], flat["prior_means"], flat["prior_log_vars"], log_pi
+        flat(out.mu), flat(out.logvar), flat(out.mixture_weights), flat(out.prior_means), flat(out.prior_log_vars),
+        flat(out.log_mixture_weights),  # log pi: no log(pi) underflow for vanishing weights
     )
     # KL(Kumaraswamy(a, b) || Beta(1, mean alpha)): the DP's sticks. Its series is truncated at
     # M terms, which can put it slightly below 0 (e.g. -0.012 for a=1, b=alpha=1.5, where the true
     # KL is 0); the true KL is >= 0, so max(0, .) is the closer estimate of it.
-    stick_kl = kl_sticks(flat["kumar_a"], flat["kumar_b"], flat["alpha"]).clamp_min(0.0)
-    shape, rate = flat["gamma_shape"], flat["gamma_rate"]
+    stick_kl = kl_sticks(flat(out.kumar_a), flat(out.kumar_b), flat(out.alpha)).clamp_min(0.0)
+    shape, rate = flat(out.gamma_shape), flat(out.gamma_rate)
     kl_alpha = kl_gamma(shape, rate, torch.full_like(shape, GAMMA_PRIOR_SHAPE), torch.full_like(rate, GAMMA_PRIOR_RATE))
     return {
-        "reconstruction": reconstruction_nll(out["reconstructions"], observations),
+        "reconstruction": reconstruction_nll(out.reconstructions, observations),
         "kl_z": kl_z.mean(),
         "kl_sticks": stick_kl.mean(),
         "kl_alpha": kl_alpha.mean(),
     }
 
 
-def perceiver_terms(out: dict[str, Tensor], observations: Tensor) -> dict[str, Tensor]:
+def perceiver_terms(out: WorldOutputs, observations: Tensor) -> dict[str, Tensor]:
     """The VQ loss and the tokenizer's reconstruction MSE (gradients reach its encoder
     through the straight-through estimator)."""
     return {
-        "vq": out["vq_loss"],
-        "tokenizer_reconstruction": F.mse_loss(out["tokenizer_reconstructions"], observations),
+        "vq": out.vq_loss,
+        "tokenizer_reconstruction": F.mse_loss(out.tokenizer_reconstructions, observations),
     }
 
 
-def predictive_terms(model: torch.nn.Module, out: dict[str, Tensor]) -> dict[str, Tensor]:
+def predictive_terms(out: WorldOutputs) -> dict[str, Tensor]:
     """Attention dynamics: `predict_next(A_t, motion_t)` against `A_{t+1}` (a stop-gradient
     target) over t < T-1 (zero when T == 1), plus the slot diversity loss."""
-    maps, motion = out["attention_maps"], out["motion_fields"]
+    maps, motion = out.attention_maps, out.motion_fields
     T = maps.shape[1]
     if T > 1:
-        schema = model.attention_schema
-        predicted = schema.predict_next(
+        predicted = AttentionSchema.predict_next(
             rearrange(maps[:, :-1], "b t h w -> (b t) h w"), rearrange(motion[:, :-1], "b t c h w -> (b t) c h w")
         )
         observed = rearrange(maps[:, 1:], "b t h w -> (b t) h w").detach()
-        dynamics = schema.dynamics_loss(predicted, observed)
+        dynamics = AttentionSchema.dynamics_loss(predicted, observed)
     else:
         dynamics = maps.new_zeros(())
-    return {"attention_dynamics": dynamics, "diversity": out["diversity_loss"]}
+    return {"attention_dynamics": dynamics, "diversity": out.diversity_loss}
 
 
-def adversarial_terms(model: torch.nn.Module, out: dict[str, Tensor]) -> dict[str, Tensor]:
+def adversarial_terms(out: WorldOutputs, discriminator: Discriminator) -> dict[str, Tensor]:
     """The generator's non-saturating loss `-log D(x_hat) = softplus(-logit)`, from logits."""
-    logits = model.discriminator.logits(out["reconstructions"])
+    logits = discriminator.logits(out.reconstructions)
     return {"gan": F.softplus(-logits).mean()}
 
 
-def discriminator_loss(discriminator: torch.nn.Module, real: Tensor, fake: Tensor) -> Tensor:
+def discriminator_loss(discriminator: Discriminator, real: Tensor, fake: Tensor) -> Tensor:
     """BCE of the discriminator: real videos labelled 1, (detached) reconstructions 0."""
     real_logits = discriminator.logits(real)
     fake_logits = discriminator.logits(fake.detach())
     return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
 
 
-def compute_losses(model: torch.nn.Module, out: dict[str, Tensor], observations: Tensor) -> TaskLosses:
-    """The four task losses and their sub-terms from `forward_sequence`'s outputs."""
+def compute_losses(out: WorldOutputs, observations: Tensor, discriminator: Discriminator) -> TaskLosses:
+    """The four task losses and their sub-terms from `forward_sequence`'s record (the
+    adversarial term scores the reconstructions with `discriminator`)."""
     terms = {
         **elbo_terms(out, observations),
         **perceiver_terms(out, observations),
-        **predictive_terms(model, out),
-        **adversarial_terms(model, out),
+        **predictive_terms(out),
+        **adversarial_terms(out, discriminator),
     }
-    tasks = {task: sum(v for k, v in terms.items() if TERMS[k][0] == task) for task in TASKS}
+    tasks = {task: _sum([v for k, v in terms.items() if TERMS[k][0] == task]) for task in TASKS}
     return TaskLosses(tasks=tasks, terms=terms)
+
+
+def _sum(values: list[Tensor]) -> Tensor:
+    total = values[0]
+    for value in values[1:]:
+        total = total + value
+    return total
 
 
 def loss_problems(losses: TaskLosses) -> list[Violation]:

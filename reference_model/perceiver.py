@@ -36,13 +36,28 @@ def _stage_widths(cfg: AimeConfig) -> list[int]:
     return [cfg.tokenizer_width * 2**i for i in range(max(stages, 1))]
 
 
+class Tokenized(NamedTuple):
+    """What `VQPTTokenizer.tokenize` computes: the contract's `EncodeResult` plus the
+    straight-through quantised latents per frame, which the perceiver loss decodes."""
+
+    tokens: Int[Tensor, "B T H_t W_t"]
+    vq_loss: Float[Tensor, ""]
+    perplexity: Float[Tensor, ""]
+    quantized: Float[Tensor, "B T code_dim H_t W_t"]  # gradients reach the encoder (straight-through)
+
+    def encode_result(self) -> EncodeResult:
+        """The part `VQPTTokenizer.encode`'s contract describes."""
+        return EncodeResult(self.tokens, self.vq_loss, self.perplexity)
+
+
 class PerceiverOutput(NamedTuple):
-    """What `CausalPerceiverIO.extract_context` computed last (for the world model's losses)."""
+    """What `CausalPerceiverIO.perceive` computes: the context and the tokenizer's outputs."""
 
     context: Float[Tensor, "B T context_dim"]
     tokens: Int[Tensor, "B T H_t W_t"]
     vq_loss: Float[Tensor, ""]
     perplexity: Float[Tensor, ""]
+    quantized: Float[Tensor, "B T code_dim H_t W_t"]
 
 
 class _FrameEncoder(nn.Module):
@@ -88,11 +103,10 @@ class _FrameDecoder(nn.Module):
 class VQPTTokenizer(nn.Module):
     """Video -> token grid per frame (causal 3-D conv encoder + VQ) and tokens -> video.
 
-    Training stash: `encode` keeps its straight-through quantised latents, per frame, in
-    `self.last_quantized` (`[B, T, code_dim, H_t, W_t]`, None before the first call), the
-    way the seed stashes auxiliary losses on modules (`attention_schema.diversity_loss`).
-    `reconstruct_last()` decodes them WITH gradients reaching the encoder through the
-    straight-through estimator: the perceiver's reconstruction loss uses it.
+    `tokenize(video)` returns a `Tokenized` record: the contract's (tokens, vq_loss,
+    perplexity) and the straight-through quantised latents per frame, which
+    `decode_latents` turns back into frames WITH gradients reaching the encoder (the
+    perceiver's reconstruction loss). `encode` is the contract's view of it.
     """
 
     def __init__(self, cfg: AimeConfig) -> None:
@@ -106,7 +120,6 @@ class VQPTTokenizer(nn.Module):
         self.to_code = nn.Conv3d(width, cfg.code_dim, kernel_size=1)
         self.vq = VectorQuantizer(cfg.num_codes, cfg.code_dim, cfg.vq_beta)
         self.decoder = _FrameDecoder(cfg)
-        self.last_quantized: Tensor | None = None
 
     def frame_blocks(self, T: int) -> Int[Tensor, "T"]:
         """The encoded block each frame reads: `t // s`, the latest block ending at or before t."""
@@ -122,16 +135,21 @@ class VQPTTokenizer(nn.Module):
         feats = F.pad(feats, (0, 0, 0, 0, self.cfg.temporal_downsample - 1, 0), mode="replicate")
         return self.to_code(F.silu(self.temporal(feats)))
 
-    @checked("VQPTTokenizer.encode")
-    def encode(self, video: Float[Tensor, "B T C H W"]) -> EncodeResult:
-        """video [B, T, C, H, W] -> (tokens [B, T, H_t, W_t], vq_loss scalar, perplexity scalar)."""
+    @checked("VQPTTokenizer.encode", view=Tokenized.encode_result)
+    def tokenize(self, video: Float[Tensor, "B T C H W"]) -> Tokenized:
+        """video [B, T, C, H, W] -> tokens [B, T, H_t, W_t], vq_loss, perplexity and the
+        straight-through latents [B, T, code_dim, H_t, W_t] (held to `encode`'s contract)."""
         T = video.shape[1]
         z_e = rearrange(self.encode_latents(video), "b d t h w -> b t h w d")
         q = self.vq(z_e)
         blocks = self.frame_blocks(T).to(video.device)
         tokens = q.indices[:, blocks]  # [B, T_enc, H_t, W_t] -> [B, T, H_t, W_t]
-        self.last_quantized = rearrange(q.quantized[:, blocks], "b t h w d -> b t d h w")
-        return EncodeResult(tokens, q.loss, q.perplexity)
+        quantized = rearrange(q.quantized[:, blocks], "b t h w d -> b t d h w")
+        return Tokenized(tokens, q.loss, q.perplexity, quantized)
+
+    def encode(self, video: Float[Tensor, "B T C H W"]) -> EncodeResult:
+        """video [B, T, C, H, W] -> (tokens [B, T, H_t, W_t], vq_loss scalar, perplexity scalar)."""
+        return self.tokenize(video).encode_result()
 
     def decode_latents(self, codes: Float[Tensor, "B T code_dim H_t W_t"]) -> Float[Tensor, "B T C H W"]:
         """Code vectors per frame -> frames in [0, 1] (the per-frame 2-D decoder)."""
@@ -144,12 +162,6 @@ class VQPTTokenizer(nn.Module):
         """tokens [B, T, H_t, W_t] -> reconstructed [B, T, C, H, W]."""
         codes = rearrange(self.vq.lookup(tokens), "b t h w d -> b t d h w")
         return self.decode_latents(codes)
-
-    def reconstruct_last(self) -> Float[Tensor, "B T C H W"]:
-        """Decode the last `encode`'s straight-through latents (gradients reach the encoder)."""
-        if self.last_quantized is None:
-            raise RuntimeError("reconstruct_last() needs a previous encode(video) call: nothing is stashed yet")
-        return self.decode_latents(self.last_quantized)
 
 
 class _Attention(nn.Module):
@@ -216,9 +228,8 @@ class CausalPerceiverIO(nn.Module):
     frame `t` use frames `<= t`. Tokens are causal too (see the module docstring), so the
     context at frame `t` never depends on a later frame.
 
-    Training stash: `extract_context` sets `self.last_output`, a `PerceiverOutput(context,
-    tokens, vq_loss, perplexity)`, for the world model's perceiver loss;
-    `reconstruct_last()` decodes the last call's straight-through latents (with gradients).
+    `perceive(videos)` returns a `PerceiverOutput` (the context and the tokenizer's outputs,
+    what the perceiver loss reads); `extract_context` is the contract's view of it.
     """
 
     def __init__(self, cfg: AimeConfig) -> None:
@@ -234,7 +245,6 @@ class CausalPerceiverIO(nn.Module):
         self.blocks = nn.ModuleList(_SelfAttentionBlock(d, heads) for _ in range(cfg.perceiver_blocks))
         self.temporal = _SelfAttentionBlock(d, heads, causal=True)
         self.norm_out = nn.LayerNorm(d)
-        self.last_output: PerceiverOutput | None = None
 
     def position_embedding(self) -> Float[Tensor, "H_t*W_t context_dim"]:
         """The learned 2-D position embedding: a row vector plus a column vector per cell."""
@@ -251,16 +261,16 @@ class CausalPerceiverIO(nn.Module):
             latents = block(latents)
         return rearrange(latents.mean(dim=1), "(b t) d -> b t d", b=B)
 
-    @checked("CausalPerceiverIO.extract_context")
+    @checked("CausalPerceiverIO.extract_context", view=lambda out: out.context)
+    def perceive(self, videos: Float[Tensor, "B T C H W"]) -> PerceiverOutput:
+        """videos [B, T, C, H, W] -> context [B, T, context_dim] and the tokenizer's outputs
+        (held to `extract_context`'s contract)."""
+        tokenized = self.tokenizer.tokenize(videos)
+        context = self.norm_out(self.temporal(self.frame_context(tokenized.tokens)))
+        return PerceiverOutput(context, *tokenized)
+
     def extract_context(
         self, videos: Float[Tensor, "B T C H W"]
     ) -> Annotated[Float[Tensor, "B T context_dim"], "context"]:
         """videos [B, T, C, H, W] -> context [B, T, context_dim]."""
-        tokens, vq_loss, perplexity = self.tokenizer.encode(videos)
-        context = self.norm_out(self.temporal(self.frame_context(tokens)))
-        self.last_output = PerceiverOutput(context, tokens, vq_loss, perplexity)
-        return context
-
-    def reconstruct_last(self) -> Float[Tensor, "B T C H W"]:
-        """The tokenizer's decoding of the last `extract_context` call's latents (with gradients)."""
-        return self.tokenizer.reconstruct_last()
+        return self.perceive(videos).context

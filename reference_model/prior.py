@@ -129,15 +129,15 @@ class DPGMMPrior(nn.Module):
 
         gamma_shape, gamma_rate = rearrange(_positive(self.concentration_net(h)), "b two -> two b", two=2)
         alpha = sample_gamma(gamma_shape, gamma_rate, n_samples)
-        return {
-            "pi": pi,
-            "log_pi": torch.log_softmax(log_pi, dim=-1),
-            "means": means,
-            "log_vars": log_vars,
-            "kumar_a": kumar_a,
-            "kumar_b": kumar_b,
-            "alpha": alpha,
-            "sticks": torch.exp(log_v),
-            "gamma_shape": gamma_shape,
-            "gamma_rate": gamma_rate,
-        }
+        return PriorParams(
+            pi=pi,
+            means=means,
+            log_vars=log_vars,
+            kumar_a=kumar_a,
+            kumar_b=kumar_b,
+            alpha=alpha,
+            sticks=torch.exp(log_v),
+            log_pi=torch.log_softmax(log_pi, dim=-1),
+            gamma_shape=gamma_shape,
+            gamma_rate=gamma_rate,
+        )

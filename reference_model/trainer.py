@@ -15,35 +15,48 @@ two half-batch gradients equals the full batch's (every loss is a batch mean).
 """
 
 import copy
+import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
 from aimespec import AimeConfig, AimespecError
+from contracts.world import WorldOutputs
 from reference_model import noise
 from reference_model.balancing import RGB
 from reference_model.losses import TASKS, TaskLosses, check_losses, compute_losses, discriminator_loss
+from reference_model.world import AimeWorldModel
 
 # Per-example seeds are `seed_base + step * NOISE_STEP_STRIDE + example_id`: fresh noise every
 # step, the same noise for an example whichever batch (or process) it lands in.
 NOISE_STEP_STRIDE = 2**32
 
 GradReducer = Callable[[Tensor], Tensor]
+StatusReducer = Callable[[Tensor], Tensor]  # per-loss status [n] (0 finite, 1 inf, 2 NaN) -> the agreed one
+Stage = Literal["losses", "gradients", "discriminator"]
 
 
 class NonFiniteLoss(AimespecError):
     """A loss, a sub-term or a task gradient was NaN or Inf; raised before any parameter update.
 
-    `terms` maps each non-finite loss or term to its value (empty for a task gradient), so that
-    readers never parse the message.
+    `terms`: each bad loss, sub-term or task (its gradient) -> its value (NaN or +-Inf);
+    `step`: the step count it happened at; `stage`: which check found it ("losses": every
+    process agreed on it before any gradient was taken; "gradients"; "discriminator").
     """
 
-    def __init__(self, message: str, terms: dict[str, float] | None = None) -> None:
+    def __init__(self, message: str, terms: dict[str, float] | None = None, *, step: int | None = None,
+                 stage: Stage = "losses") -> None:
         super().__init__(message)
         self.terms: dict[str, float] = dict(terms or {})
+        self.step, self.stage = step, stage
+
+
+def _status(values: Tensor) -> Tensor:
+    """0 finite, 1 infinite, 2 NaN, per entry (a float tensor, for a max across processes)."""
+    return torch.isinf(values).float() + 2 * torch.isnan(values).float()
 
 
 def flatten_grads(grads: tuple[Tensor | None, ...], params: list[nn.Parameter]) -> Float[Tensor, "P"]:
@@ -94,15 +107,18 @@ class Trainer:
     `balancer`: anything with `.balance(grads [num_tasks, P]) -> [P]` (default `RGB(cfg)`).
     `grad_reducer`: called on the task gradients `[4, P]` and the discriminator's gradient
     `[1, P_disc]` before they are used (a distributed trainer averages them across ranks).
+    `status_reducer`: called on the losses' finiteness status (0 finite, 1 inf, 2 NaN per loss)
+    before it is judged (a distributed trainer takes the worst over ranks, so all stop together).
     """
 
     def __init__(
         self,
-        model: nn.Module,
+        model: AimeWorldModel,
         cfg: AimeConfig,
         balancer: Any = None,
         grad_reducer: GradReducer | None = None,
         *,
+        status_reducer: StatusReducer | None = None,
         seed_base: int = 0,
         disc_learning_rate: float | None = None,
     ) -> None:
@@ -110,8 +126,9 @@ class Trainer:
         self.cfg = cfg
         self.balancer = balancer if balancer is not None else RGB(cfg)
         self.grad_reducer = grad_reducer
+        self.status_reducer = status_reducer
         self.seed_base = int(seed_base)
-        self.discriminator: nn.Module = model.discriminator
+        self.discriminator = model.discriminator
         disc_ids = {id(p) for p in self.discriminator.parameters()}
         self.params = [p for p in model.parameters() if p.requires_grad and id(p) not in disc_ids]
         self.disc_params = [p for p in self.discriminator.parameters() if p.requires_grad]
@@ -128,7 +145,7 @@ class Trainer:
         return [self.seed_base + self.step_count * NOISE_STEP_STRIDE + int(i) for i in ids]
 
     def forward(self, observations: Tensor, actions: Tensor, example_ids: Tensor | list[int] | None = None
-                ) -> tuple[dict[str, Tensor], TaskLosses]:
+                ) -> tuple[WorldOutputs, TaskLosses]:
         """`forward_sequence` (per-example noise when ids are given) and the task losses."""
         if example_ids is not None and len(example_ids) != observations.shape[0]:
             raise ValueError(
@@ -136,32 +153,45 @@ class Trainer:
             )
         if example_ids is None:
             out = self.model.forward_sequence(observations, actions)
-            losses = compute_losses(self.model, out, observations)
+            losses = compute_losses(out, observations, self.discriminator)
         else:
             with noise.per_example(self.noise_seeds(example_ids)):
                 out = self.model.forward_sequence(observations, actions)
-                losses = compute_losses(self.model, out, observations)
+                losses = compute_losses(out, observations, self.discriminator)
         return out, losses
 
     def ensure_finite(self, losses: TaskLosses) -> None:
-        """Raise `NonFiniteLoss` naming every NaN/Inf loss or term and the step."""
+        """Raise `NonFiniteLoss` naming every NaN/Inf loss or term and the step (agreed across
+        processes through `status_reducer`: every rank stops at the same step, on the same terms)."""
         items = losses.items()
-        finite = torch.isfinite(torch.stack([v.detach().reshape(()) for v in items.values()]))
-        if not bool(finite.all()):
-            bad = [name for name, ok in zip(items, finite.tolist(), strict=True) if not ok]
-            terms = {name: items[name].item() for name in bad}
-            values = ", ".join(f"{name}={value}" for name, value in terms.items())
-            raise NonFiniteLoss(
-                f"non-finite loss at step {self.step_count}: {values}; no parameter was updated", terms
-            )
+        status = _status(torch.stack([v.detach().reshape(()).float() for v in items.values()]).cpu())
+        if self.status_reducer is not None:
+            status = self.status_reducer(status)
+        bad = {name: (math.nan if s >= 2 else math.inf) for name, s in zip(items, status.tolist(), strict=True) if s}
+        if bad:
+            values = ", ".join(f"{name}={value}" for name, value in bad.items())
+            raise NonFiniteLoss(f"non-finite loss at step {self.step_count}: {values}; no parameter was updated",
+                                step=self.step_count, terms=bad, stage="losses")
 
     def ensure_finite_gradients(self, grads: Float[Tensor, "4 P"]) -> None:
         """Raise `NonFiniteLoss` naming every task whose gradient holds NaN or Inf."""
         finite = torch.isfinite(grads).all(dim=1)
         if not bool(finite.all()):
-            bad = [name for name, ok in zip(TASKS, finite.tolist(), strict=True) if not ok]
+            nan = torch.isnan(grads).any(dim=1).tolist()
+            bad = {name: (math.nan if is_nan else math.inf)
+                   for name, ok, is_nan in zip(TASKS, finite.tolist(), nan, strict=True) if not ok}
             raise NonFiniteLoss(
-                f"non-finite gradient of {', '.join(bad)} at step {self.step_count}; no parameter was updated"
+                f"non-finite gradient of {', '.join(bad)} at step {self.step_count}; no parameter was updated",
+                step=self.step_count, terms=bad, stage="gradients",
+            )
+
+    def ensure_finite_discriminator(self, loss: Tensor, grad: Tensor) -> None:
+        """Raise `NonFiniteLoss` when the discriminator's loss or gradient holds NaN or Inf."""
+        if not (torch.isfinite(loss) and torch.isfinite(grad).all()):
+            value = float(loss) if not torch.isfinite(loss) else math.nan
+            raise NonFiniteLoss(
+                f"non-finite loss at step {self.step_count}: discriminator={loss.item()}; no parameter was updated",
+                step=self.step_count, terms={"discriminator": value}, stage="discriminator",
             )
 
     def task_gradients(self, losses: TaskLosses) -> Float[Tensor, "4 P"]:
@@ -178,7 +208,7 @@ class Trainer:
 
     def compute_task_gradients(
         self, observations: Tensor, actions: Tensor, example_ids: Tensor | list[int] | None = None
-    ) -> tuple[Float[Tensor, "4 P"], TaskLosses, dict[str, Tensor]]:
+    ) -> tuple[Float[Tensor, "4 P"], TaskLosses, WorldOutputs]:
         """Forward, losses (checked finite) and the `[4, P]` task gradients, with no update."""
         out, losses = self.forward(observations, actions, example_ids)
         self.ensure_finite(losses)
@@ -196,16 +226,12 @@ class Trainer:
         """
         self.model.train()
         grads, losses, out = self.compute_task_gradients(observations, actions, example_ids)
-        disc_loss, disc_grad = self.discriminator_gradient(observations, out["reconstructions"])
+        disc_loss, disc_grad = self.discriminator_gradient(observations, out.reconstructions)
         if self.grad_reducer is not None:
             grads = self.grad_reducer(grads)
             disc_grad = self.grad_reducer(disc_grad.unsqueeze(0)).squeeze(0)
         self.ensure_finite_gradients(grads)
-        if not (torch.isfinite(disc_loss) and torch.isfinite(disc_grad).all()):
-            raise NonFiniteLoss(
-                f"non-finite loss at step {self.step_count}: discriminator={disc_loss.item()}; "
-                "no parameter was updated", {"discriminator": disc_loss.item()}
-            )
+        self.ensure_finite_discriminator(disc_loss, disc_grad)
         balanced = self.balancer.balance(grads)  # [P]
         norm = balanced.norm()
         balanced = balanced * (self.cfg.grad_clip / norm.clamp_min(1e-12)).clamp(max=1.0)
@@ -221,7 +247,7 @@ class Trainer:
         report.update(
             discriminator=float(disc_loss),
             grad_norm=float(norm.detach()),
-            perplexity=float(out["perplexity"].detach()),
+            perplexity=float(out.perplexity.detach()),
         )
         return report
 

@@ -1,6 +1,6 @@
 """`AimeWorldModel`: the five pillars over a sequence, as the seed's "Forward Pass" runs them.
 
-    context = perceiver.extract_context(observations)          # [B, T, context_dim], once
+    context = perceiver.perceive(observations).context         # [B, T, context_dim], once
     h, c = zeros [num_layers, B, hidden_dim]
     for t in range(T):
         z_params = encoder(x_t, c_t);  z_t = mu + eps * std       # q(z_t | x_t, c_t)
@@ -16,12 +16,15 @@ The prior reads `h_{t-1}`, the state before step t's LSTM update: it is the prio
 own optimiser.
 """
 
+from collections.abc import Mapping
+from typing import cast
+
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
 from aimespec import AimeConfig, checked
-from contracts.world import SequenceOutputs
+from contracts.world import WorldOutputs
 from reference_model import noise
 from reference_model.adversarial import Discriminator
 from reference_model.attention import AttentionSchema
@@ -30,8 +33,8 @@ from reference_model.perceiver import CausalPerceiverIO
 from reference_model.prior import DPGMMPrior
 from reference_model.vae import VAEDecoder, VAEEncoder
 
-# Per-step outputs -> the key they are stacked under (dim 1 = time).
-_PRIOR_KEYS = {
+# The prior's per-step outputs -> the field they are stacked under (dim 1 = time).
+_PRIOR_FIELDS = {
     "pi": "mixture_weights",
     "log_pi": "log_mixture_weights",
     "means": "prior_means",
@@ -72,27 +75,41 @@ class AimeWorldModel(nn.Module):
     @checked("AimeWorldModel.forward_sequence")
     def forward_sequence(
         self, observations: Float[Tensor, "B T C H W"], actions: Float[Tensor, "B T A"]
-    ) -> SequenceOutputs:
+    ) -> WorldOutputs:
         """observations [B, T, C, H, W] in [0, 1], actions [B, T, A] -> the stacked outputs.
 
-        Besides the seed's outputs (latents, reconstructions, attention_maps, context,
-        tokens, hidden_states, mixture_weights, slot_features) the mapping carries what the
-        losses read: the posterior (mu, logvar), the prior's parameters per step, slot
-        masks, motion fields, attention coordinates, the tokenizer's outputs and the
-        slot diversity loss.
+        A `WorldOutputs` record (also a mapping): the seed's outputs (latents,
+        reconstructions, attention_maps, context, tokens, hidden_states, mixture_weights,
+        slot_features) and what the losses read: the posterior (mu, logvar), the prior's
+        parameters per step, slot masks, motion fields, attention coordinates, the
+        tokenizer's outputs and the slot diversity loss.
         """
-        B, T = observations.shape[:2]
-        context = self.perceiver.extract_context(observations)  # [B, T, context_dim]
-        perceived = self.perceiver.last_output
-        h, c = self.lstm.initial_state(B, observations)  # [num_layers, B, hidden_dim] each
+        perceived = self.perceiver.perceive(observations)  # context [B, T, context_dim], once
+        steps = self.unroll(observations, actions, perceived.context)
+        diversity = torch.stack(steps.pop("diversity_loss")).mean()  # one 0-dim loss per step
+        stacked = {key: torch.stack(values, dim=1) for key, values in steps.items()}
+        return WorldOutputs(
+            **stacked,
+            context=perceived.context,
+            tokens=perceived.tokens,
+            diversity_loss=diversity,
+            vq_loss=perceived.vq_loss,
+            perplexity=perceived.perplexity,
+            tokenizer_reconstructions=self.perceiver.tokenizer.decode_latents(perceived.quantized),
+        )
 
+    def unroll(
+        self, observations: Float[Tensor, "B T C H W"], actions: Float[Tensor, "B T A"],
+        context: Float[Tensor, "B T context_dim"],
+    ) -> dict[str, list[Tensor]]:
+        """The recurrent loop over t: every per-step output, by the field it is stacked under."""
+        h, c = self.lstm.initial_state(observations.shape[0], observations)  # [num_layers, B, hidden_dim] each
         steps: dict[str, list[Tensor]] = {}
-        diversity: list[Tensor] = []  # one 0-dim loss per step
 
         def keep(key: str, value: Tensor) -> None:
             steps.setdefault(key, []).append(value)
 
-        for t in range(T):
+        for t in range(observations.shape[1]):
             x_t = observations[:, t]  # [B, C, H, W]
             c_t = context[:, t]  # [B, context_dim]
             a_t = actions[:, t]  # [B, A]
@@ -105,44 +122,33 @@ class AimeWorldModel(nn.Module):
 
             # --- DPGMM prior p(z_t | h_{t-1}, c_t): input h || c, [B, hidden_dim + context_dim] ---
             prior_params = self.prior(torch.cat([h[-1], c_t], dim=-1), n_samples=self.cfg.prior_alpha_samples)
+            given = cast(Mapping[str, Tensor], prior_params)  # the reference prior gives every key
 
             # --- LSTM dynamics h_t = f(h_{t-1}, z_t, c_t, a_t) ---
             lstm_input = torch.cat([z_t, c_t, a_t], dim=-1)  # [B, D + context_dim + A]
             h_t, (h, c) = self.lstm(lstm_input, (h, c))  # h_t [B, hidden_dim]
 
             # --- attention schema A_t = g(x_t, h_t, c_t) ---
-            attention, coords = self.attention_schema(x_t, h_t, c_t)  # [B, H_att, W_att], [B, 2]
-            aux = self.attention_schema.last
+            schema = self.attention_schema.attend(x_t, h_t, c_t)  # A_t [B, H_att, W_att], coords [B, 2]
 
             # --- VAE decoder p(x_t | z_t, A_t) ---
-            x_hat_t = self.decoder(z_t, attention)  # [B, C, H, W]
+            x_hat_t = self.decoder(z_t, schema.attention_probs_2d)  # [B, C, H, W]
 
             keep("latents", z_t)
             keep("mu", mu)
             keep("logvar", logvar)
             keep("reconstructions", x_hat_t)
-            keep("attention_maps", attention)
-            keep("attention_coords", coords)
+            keep("attention_maps", schema.attention_probs_2d)
+            keep("attention_coords", schema.regularized_coords)
             keep("hidden_states", h_t)
             keep("cell_states", c[-1])
-            for key, name in _PRIOR_KEYS.items():
-                if key in prior_params:
-                    keep(name, prior_params[key])
-            keep("slot_features", aux.slots)
-            keep("slot_masks", aux.slot_masks)
-            keep("motion_fields", aux.motion_field)
-            diversity.append(aux.diversity_loss)
-
-        out = {key: torch.stack(values, dim=1) for key, values in steps.items()}
-        out["diversity_loss"] = torch.stack(diversity).mean()
-        out.update(
-            context=context,
-            tokens=perceived.tokens,
-            vq_loss=perceived.vq_loss,
-            perplexity=perceived.perplexity,
-            tokenizer_reconstructions=self.perceiver.reconstruct_last(),
-        )
-        return out  # type: ignore[return-value]
+            for key, name in _PRIOR_FIELDS.items():
+                keep(name, given[key])
+            keep("slot_features", schema.slots)
+            keep("slot_masks", schema.slot_masks)
+            keep("motion_fields", schema.motion_field)
+            keep("diversity_loss", schema.diversity_loss)
+        return steps
 
 
 def build_model(cfg: AimeConfig) -> AimeWorldModel:

@@ -10,7 +10,7 @@ import aimespec
 from aimespec import AimeConfig, ContractViolation
 from contracts.attention import SchemaResult, SlotResult
 from reference_model import noise
-from reference_model.attention import AttentionSchema, SchemaAux, SlotAttention, coordinate_grid, diversity
+from reference_model.attention import AttentionSchema, SchemaOutput, SlotAttention, coordinate_grid, diversity
 
 SMALL = AimeConfig.small()
 torch.manual_seed(0)
@@ -92,14 +92,18 @@ def test_attention_schema_holds_its_contract(B: int, seed: int) -> None:
     # the coordinates are the attention-weighted mean of the pixel-centre grid (x, y)
     grid = coordinate_grid(R, probs)
     torch.testing.assert_close(coords, torch.einsum("bhw,chw->bc", probs, grid))
-    aux = SCHEMA.last
-    assert isinstance(aux, SchemaAux)
+    torch.manual_seed(seed)
+    aux = SCHEMA.attend(obs, h, c)
+    torch.manual_seed(seed)
+    assert isinstance(aux, SchemaOutput)
+    torch.testing.assert_close(tuple(aux.result()), tuple(SCHEMA(obs, h, c)))  # forward is attend's contract view
     assert aux.slots.shape == (B, K, SMALL.attention_dim)
     assert aux.slot_masks.shape == (B, K, R, R)
     torch.testing.assert_close(aux.slot_masks.sum(1), torch.ones(B, R, R))
     assert aux.motion_field.shape == (B, 2, R, R)
     assert aux.diversity_loss.shape == () and aux.diversity_loss >= 0
-    assert SCHEMA.diversity_loss is aux.diversity_loss
+    torch.testing.assert_close(aux.diversity_loss, diversity(aux.slots))
+    assert not hasattr(SCHEMA, "last") and not hasattr(SCHEMA, "diversity_loss")  # nothing stashed
 
 
 @pytest.mark.parametrize("resolution", [1, 2, 7, 21, 32])
@@ -177,8 +181,8 @@ def test_attention_at_the_default_config(cfg: AimeConfig) -> None:
     schema = AttentionSchema(cfg)
     obs, h, c = _schema_inputs(cfg, 8, 0)
     assert schema.features(obs).shape == (8, 64, 21, 21)
-    probs, coords = schema(obs, h, c)
-    assert probs.shape == (8, 21, 21) and coords.shape == (8, 2)
-    assert schema.last.motion_field.shape == (8, 2, 21, 21)
-    assert rearrange(schema.last.slot_masks, "b k h w -> b k (h w)").shape == (8, 4, 441)
+    out = schema.attend(obs, h, c)
+    assert out.attention_probs_2d.shape == (8, 21, 21) and out.regularized_coords.shape == (8, 2)
+    assert out.motion_field.shape == (8, 2, 21, 21)
+    assert rearrange(out.slot_masks, "b k h w -> b k (h w)").shape == (8, 4, 441)
     assert aimespec.hold(schema, "AttentionSchema.forward", cfg, 8, 16, 0) == []

@@ -1,5 +1,6 @@
 """The four task losses: finite 0-dim tensors, reconstruction and KL terms >= 0, named terms."""
 
+import dataclasses
 import math
 
 import pytest
@@ -28,7 +29,7 @@ def setup():
     model = build_model(SMALL)
     obs, act = moving_shapes(3, 5, SMALL.input_dim, SMALL.action_dim, seed=4)
     out = model.forward_sequence(obs, act)
-    return model, obs, act, out, compute_losses(model, out, obs)
+    return model, obs, act, out, compute_losses(out, obs, model.discriminator)
 
 
 def test_tasks_and_terms_are_finite_scalars(setup):
@@ -70,14 +71,17 @@ def test_terms_match_independent_formulas(setup):
 def test_kl_to_the_mixture_vanishes_when_the_posterior_is_a_component(setup):
     """KL(q || sum_k pi_k N_k) <= -log pi_j when q = N_j: a one-component mixture gives 0."""
     model, obs, _, out, _ = setup
-    fake = dict(out)
     K = SMALL.max_components
-    fake["mixture_weights"] = torch.zeros_like(out["mixture_weights"])
-    fake["mixture_weights"][..., 0] = 1.0
-    fake["log_mixture_weights"] = torch.log(fake["mixture_weights"].clamp_min(1e-30))
-    fake["prior_means"] = out["mu"].unsqueeze(2).expand(-1, -1, K, -1).detach()
-    fake["prior_log_vars"] = out["logvar"].unsqueeze(2).expand(-1, -1, K, -1).detach()
-    losses = compute_losses(model, fake, obs)
+    weights = torch.zeros_like(out["mixture_weights"])
+    weights[..., 0] = 1.0
+    fake = dataclasses.replace(
+        out,
+        mixture_weights=weights,
+        log_mixture_weights=torch.log(weights.clamp_min(1e-30)),
+        prior_means=out["mu"].unsqueeze(2).expand(-1, -1, K, -1).detach(),
+        prior_log_vars=out["logvar"].unsqueeze(2).expand(-1, -1, K, -1).detach(),
+    )
+    losses = compute_losses(fake, obs, model.discriminator)
     assert abs(losses.terms["kl_z"].item()) < 1e-4
     assert losses.terms["kl_z"].item() >= -1e-6
 
@@ -85,11 +89,9 @@ def test_kl_to_the_mixture_vanishes_when_the_posterior_is_a_component(setup):
 def test_stick_kl_stays_non_negative_where_its_truncated_series_dips_below_zero(setup):
     """Kumaraswamy(1, b) is Beta(1, b): the true KL is 0, the 10-term series gives about -0.012 at b=1.5."""
     model, obs, _, out, _ = setup
-    fake = dict(out)
-    fake["kumar_a"] = torch.ones_like(out["kumar_a"])
-    fake["kumar_b"] = torch.full_like(out["kumar_b"], 1.5)
-    fake["alpha"] = torch.full_like(out["alpha"], 1.5)
-    term = compute_losses(model, fake, obs).terms["kl_sticks"].item()
+    fake = dataclasses.replace(out, kumar_a=torch.ones_like(out.kumar_a), kumar_b=torch.full_like(out.kumar_b, 1.5),
+                               alpha=torch.full_like(out.alpha, 1.5))
+    term = compute_losses(fake, obs, model.discriminator).terms["kl_sticks"].item()
     assert 0.0 <= term < 1e-6
 
 
@@ -99,7 +101,7 @@ def test_predictive_dynamics_is_zero_for_a_single_frame():
     obs, act = moving_shapes(2, 1, SMALL.input_dim, SMALL.action_dim, seed=0)
     with torch.no_grad():
         out = model.forward_sequence(obs, act)
-        losses = compute_losses(model, out, obs)
+        losses = compute_losses(out, obs, model.discriminator)
     assert losses.terms["attention_dynamics"].item() == 0.0
     assert all(math.isfinite(v.item()) for v in losses.items().values())
 
@@ -111,7 +113,7 @@ def test_the_adversarial_loss_is_stable_for_confident_discriminators(setup):
         saved = head.bias.clone()
         try:
             head.bias.fill_(-200.0)  # D(x_hat) = sigmoid(-200) underflows to 0: -log 0 would be inf
-            losses = compute_losses(model, out, obs)
+            losses = compute_losses(out, obs, model.discriminator)
             d_loss = discriminator_loss(model.discriminator, obs, out["reconstructions"])
         finally:
             head.bias.copy_(saved)

@@ -59,12 +59,15 @@ def test_decode_holds_its_contract(B: int, T: int, seed: int) -> None:
 def test_extract_context_holds_its_contract(B: int, T: int, seed: int) -> None:
     perceiver = _perceiver()
     assert hold(perceiver, "CausalPerceiverIO.extract_context", SMALL, B, T, seed) == []
+    video = _video(SMALL, B, T, seed)
     with torch.no_grad():
-        context = perceiver.extract_context(_video(SMALL, B, T, seed))
+        context = perceiver.extract_context(video)
+        out = perceiver.perceive(video)
     assert context.shape == (B, T, SMALL.context_dim)
-    out = perceiver.last_output
     assert isinstance(out, PerceiverOutput)
-    assert out.context is context
+    torch.testing.assert_close(out.context, context)  # extract_context is perceive's contract view
+    assert out.quantized.shape == (B, T, SMALL.code_dim, SMALL.token_grid, SMALL.token_grid)
+    assert not hasattr(perceiver, "last_output") and not hasattr(perceiver.tokenizer, "last_quantized")
     assert out.tokens.shape == (B, T, SMALL.token_grid, SMALL.token_grid)
     assert out.vq_loss.shape == () and out.perplexity.shape == ()
 
@@ -76,9 +79,10 @@ def test_full_config_shapes(cfg: AimeConfig) -> None:
     seen = []
     perceiver.tokenizer.to_code.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape)))
     with torch.no_grad():
-        context = perceiver.extract_context(_video(cfg, 8, 16))
+        out = perceiver.perceive(_video(cfg, 8, 16))
+    context = out.context
     assert seen == [(8, 256, 2, 8, 8)]
-    assert perceiver.last_output.tokens.shape == (8, 16, 8, 8)
+    assert out.tokens.shape == (8, 16, 8, 8)
     assert context.shape == (8, 16, 256)
     assert perceiver.tokenizer.vq.codebook.weight.shape == (cfg.num_codes, cfg.code_dim) == (1024, 256)
 
@@ -118,14 +122,12 @@ def test_past_tokens_and_context_ignore_the_future(T: int) -> None:
     perceiver = _perceiver()
     video = _video(SMALL, 3, T, 2)
     with torch.no_grad():
-        context = perceiver.extract_context(video)
-        tokens = perceiver.last_output.tokens
+        context, tokens, *_ = perceiver.perceive(video)
         future_moved = False
         for t in range(T - 1):
             changed = video.clone()
             changed[:, t + 1 :] = torch.rand_like(changed[:, t + 1 :])
-            context2 = perceiver.extract_context(changed)
-            tokens2 = perceiver.last_output.tokens
+            context2, tokens2, *_ = perceiver.perceive(changed)
             assert torch.equal(tokens2[:, : t + 1], tokens[:, : t + 1])
             torch.testing.assert_close(context2[:, : t + 1], context[:, : t + 1], rtol=0, atol=1e-5)
             future_moved |= not torch.allclose(context2[:, t + 1 :], context[:, t + 1 :])
@@ -164,16 +166,14 @@ def test_quantizer_against_its_definition() -> None:
     torch.testing.assert_close(z.grad, torch.ones_like(z))
 
 
-def test_reconstruct_last_reaches_the_encoder() -> None:
+def test_decoding_the_quantized_latents_reaches_the_encoder() -> None:
     torch.manual_seed(1)
     perceiver = CausalPerceiverIO(SMALL)
-    with pytest.raises(RuntimeError, match="needs a previous encode"):
-        perceiver.reconstruct_last()
     video = _video(SMALL, 2, 5, 4)
-    perceiver.extract_context(video)
-    recon = perceiver.reconstruct_last()
+    out = perceiver.perceive(video)
+    recon = perceiver.tokenizer.decode_latents(out.quantized)
     assert recon.shape == video.shape
-    torch.testing.assert_close(recon.detach(), perceiver.tokenizer.decode(perceiver.last_output.tokens).detach())
+    torch.testing.assert_close(recon.detach(), perceiver.tokenizer.decode(out.tokens).detach())
     (recon - video).pow(2).mean().backward()
     first_conv = perceiver.tokenizer.frame_encoder.net[0]
     assert first_conv.weight.grad is not None and first_conv.weight.grad.abs().sum() > 0

@@ -147,8 +147,8 @@ def inject_nan(monkeypatch, term: str, at_call: int) -> None:
     real = trainer_module.compute_losses
     calls = {"n": 0}
 
-    def compute_losses(model, out, observations):
-        losses = real(model, out, observations)
+    def compute_losses(out, observations, discriminator):
+        losses = real(out, observations, discriminator)
         calls["n"] += 1
         if calls["n"] == at_call:
             losses.terms[term] = losses.terms[term] * float("nan")
@@ -174,6 +174,27 @@ def test_a_nan_loss_stops_training_naming_the_term_and_step_and_keeps_the_last_g
     assert state["step"] == 5 < stopped.step
     assert all(torch.isfinite(t).all() for t in state["trainer"]["model"].values() if t.is_floating_point())
     assert [r["step"] for r in read_log(out)] == [1, 2, 3, 4, 5]
+
+
+def test_a_nan_gradient_stops_training_naming_the_task(files, tmp_path, monkeypatch):
+    """The stop names what the NonFiniteLoss carries (here a task's gradient, whose message has no
+    `name=value` pair to read back), not what can be parsed from its text."""
+    import reference_model.trainer as trainer_module
+
+    real = trainer_module.Trainer.task_gradients
+
+    def task_gradients(self, losses):
+        grads = real(self, losses)
+        if self.step_count == 1:
+            grads = grads.clone()
+            grads[3, 0] = float("nan")  # the adversarial task's gradient
+        return grads
+
+    monkeypatch.setattr(trainer_module.Trainer, "task_gradients", task_gradients)
+    with pytest.raises(TrainingStopped) as info:
+        train(files["shapes"], TINY, steps=4, out_dir=tmp_path / "grad", figure_every=0, progress=False)
+    assert info.value.step == 2 and info.value.terms == ["adversarial"]
+    assert str(info.value).startswith("training stopped at step 2: loss term adversarial is NaN;")
 
 
 def test_a_nan_loss_exits_1_via_the_cli(files, tmp_path, monkeypatch):

@@ -98,8 +98,11 @@ def test_non_finite_loss_is_refused_before_any_update():
         trainer.model.decoder.out[-1].bias.fill_(float("nan"))  # reconstructions become NaN
     before = params_of(trainer.model)
     adam_state = {k: v["step"].clone() for k, v in trainer.optimizer.state.items()}
-    with pytest.raises(NonFiniteLoss, match=r"non-finite loss at step 1: .*reconstruction=nan"):
+    with pytest.raises(NonFiniteLoss, match=r"non-finite loss at step 1: .*reconstruction=nan") as info:
         trainer.step(obs, act)
+    # what the error names is carried as data, not only as text
+    assert info.value.step == 1 and info.value.stage == "losses"
+    assert "reconstruction" in info.value.terms and math.isnan(info.value.terms["reconstruction"])
     assert same_params(before, params_of(trainer.model))
     assert trainer.step_count == 1
     assert all(torch.equal(trainer.optimizer.state[k]["step"], v) for k, v in adam_state.items())
@@ -114,8 +117,9 @@ def test_non_finite_gradient_is_refused_before_any_update():
 
     trainer = make_trainer(grad_reducer=poison)
     before = params_of(trainer.model)
-    with pytest.raises(NonFiniteLoss, match="non-finite gradient of predictive at step 0; no parameter was updated"):
+    with pytest.raises(NonFiniteLoss, match="non-finite gradient of predictive at step 0; no parameter was updated") as info:
         trainer.step(*batch())
+    assert info.value.terms == {"predictive": math.inf} and info.value.stage == "gradients" and info.value.step == 0
     assert same_params(before, params_of(trainer.model))
     assert trainer.step_count == 0
 

@@ -113,7 +113,7 @@ def test_gradients_reach_every_generator_parameter(small_model):
 
     obs, act = inputs(SMALL, 2, 5, seed=3)
     out = small_model.forward_sequence(obs, act)
-    losses = compute_losses(small_model, out, obs)
+    losses = compute_losses(out, obs, small_model.discriminator)
     total = sum(losses.tasks[name] for name in TASKS)
     params = small_model.generator_parameters()
     grads = torch.autograd.grad(total, params, allow_unused=True)
@@ -169,3 +169,51 @@ def test_forward_sequence_at_the_default_config():
     assert out["latents"].shape == (8, 16, 36)
     assert out["reconstructions"].shape == (8, 16, 3, 64, 64)
     assert out["attention_maps"].shape == (8, 16, 21, 21)
+
+
+def test_the_record_is_declared_field_by_field_in_the_contract(small_model):
+    """`WorldOutputs` (what the reference returns) and `SequenceOutputs` (what the contract holds
+    any model to) declare the same fields with the same shapes; the seed's keys still answer."""
+    import dataclasses
+    import typing
+
+    from contracts.world import SequenceOutputs, WorldOutputs
+
+    declared = typing.get_type_hints(SequenceOutputs)  # NotRequired[...] unwrapped
+    record = {f.name: f.type for f in dataclasses.fields(WorldOutputs)}
+    assert list(record) == list(declared)
+    for name, hint in record.items():
+        assert hint.dim_str == declared[name].dim_str and hint.dtypes == declared[name].dtypes, name
+    assert SequenceOutputs.__required_keys__ == {"latents", "reconstructions", "attention_maps"}
+    obs, act = inputs(SMALL, 2, 3)
+    with torch.no_grad():
+        out = small_model.forward_sequence(obs, act)
+    assert isinstance(out, WorldOutputs)
+    assert list(out) == list(record) and len(out) == len(record)
+    for key in ("latents", "reconstructions", "attention_maps", "context", "tokens", "hidden_states",
+                "mixture_weights", "slot_features"):
+        assert out[key] is getattr(out, key)
+    with pytest.raises(KeyError):
+        out["not_a_field"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        out.latents = out.mu  # type: ignore[misc]
+
+
+def _holds_tensor(value) -> bool:
+    if isinstance(value, torch.Tensor):
+        return True
+    if isinstance(value, (tuple, list)):
+        return any(_holds_tensor(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_tensor(v) for v in value.values())
+    return False
+
+
+def test_no_component_keeps_what_a_forward_computed(small_model):
+    """Nothing a forward computes is left on a module for a later reader (parameters and
+    buffers live in their own registries, outside the module's plain attributes)."""
+    obs, act = inputs(SMALL, 2, 3)
+    small_model.forward_sequence(obs, act)
+    kept = [f"{name}.{key}" for name, m in small_model.named_modules() for key, value in vars(m).items()
+            if not key.startswith("_") and _holds_tensor(value)]
+    assert kept == []

@@ -18,11 +18,14 @@ from aimespec.runtime.mode import ENV_VAR, MODES, call_state, checking, current_
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def checked(ref: str) -> Callable[[F], F]:
+def checked(ref: str, *, view: Callable[[Any], Any] | None = None) -> Callable[[F], F]:
     """Hold a method to the contract `ref` (`"DPGMMPrior.forward"`) according to the mode.
 
     The instance must carry its `AimeConfig` as `self.cfg`: config-bound symbols are
     checked against it. Violations raise `ContractViolation` listing all of them.
+    `view`: for a method that returns a richer record than the contract's result (the
+    contract's result plus what training reads), the part the contract describes
+    (`view=lambda out: out.context`); the check and the observers see that part.
     """
 
     def deco(fn: F) -> F:
@@ -48,10 +51,12 @@ def checked(ref: str) -> Callable[[F], F]:
                 if found := checker.check_inputs(arguments):
                     raise ContractViolation(found) from None
                 result = fn(self, *args, **kwargs)
-                if found := checker.check_outputs(result):
+                if found := checker.check_outputs(result if view is None else view(result)):
                     raise ContractViolation(found) from None
-            for observe in observers:
-                observe(contract, arguments, result)
+            if observers:
+                shown = result if view is None else view(result)
+                for observe in observers:
+                    observe(contract, arguments, shown)
             return result
 
         wrapper.__aimespec_contract__ = ref  # type: ignore[attr-defined]

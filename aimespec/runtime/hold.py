@@ -13,7 +13,7 @@ import torch
 
 from aimespec.core.config import AimeConfig
 from aimespec.core.contract import MethodContract, resolve
-from aimespec.core.dims import DictNode, Leaf, Node, Other, TupleNode, evaluate
+from aimespec.core.dims import DictNode, Leaf, Node, Other, TupleNode, dim_names, evaluate
 from aimespec.core.errors import ContractNotFound, ContractViolation, UsageError
 from aimespec.core.limits import count, seed_value
 from aimespec.core.symbols import symbol_values
@@ -48,8 +48,14 @@ def call_values(contract: MethodContract, cfg: AimeConfig, B: int, T: int) -> di
 
 def bound_checker(contract: MethodContract, cfg: AimeConfig, inputs: CallInputs, *, values: bool = True
                   ) -> CallChecker:
-    """A checker for the result of a generated call: B, T, free dims and int defaults bound as drawn."""
-    free = {k: v for k, v in inputs.values.items() if k in contract.free_symbols()}
+    """A checker for the result of a generated call: B, T, free dims and int defaults bound as drawn.
+
+    A free dim that no argument mentions (the world model's `n_samples`, which only a result
+    carries) was not drawn: it stays free, bound by the result itself.
+    """
+    drawn = {n for leaf in contract.input_leaves() for d in leaf.dims for n in dim_names(d)}
+    drawn |= {p.name for p in contract.params}
+    free = {k: v for k, v in inputs.values.items() if k in contract.free_symbols() and k in drawn}
     checker = CallChecker(contract, cfg, values=values, initial=free)
     checker.check_inputs(inputs.arguments)  # valid by construction; binds what the arguments say
     return checker

@@ -121,7 +121,7 @@ def shard(d: Distributed, rows: int) -> slice:
     return slice(start, start + base + (1 if d.rank < extra else 0))
 
 
-def make_grad_reducer(d: Distributed, local_rows: int, global_rows: int) -> Callable[[Tensor], Tensor]:
+def make_grad_reducer(local_rows: int, global_rows: int) -> Callable[[Tensor], Tensor]:
     """`grads [num_tasks, P] -> [num_tasks, P]`: the global batch's gradient, on every rank
     (the sum over ranks of `grads * local_rows / global_rows`)."""
     weight = local_rows / global_rows

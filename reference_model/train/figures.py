@@ -11,6 +11,7 @@ the rows
 under a title line with the step and the four task losses.
 """
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,7 @@ def _timesteps(T: int, count: int) -> list[int]:
 
 def render(
     observations: Float[torch.Tensor, "B T C H W"],
-    outputs: dict[str, torch.Tensor],
+    outputs: Mapping[str, torch.Tensor],
     *,
     title: str = "",
     examples: int = 2,

@@ -20,6 +20,8 @@ import torch
 
 from aimespec import AimeConfig, AimespecError, UsageError, device_name, seed_value
 from aimespec.data import Batch, DataError, EpisodeData, batch_size_for, batches, load_episodes
+from reference_model import noise
+from reference_model.losses import TASKS, TERMS
 from reference_model.train import distributed as ddp
 from reference_model.train import figures as figures
 from reference_model.train.checkpoint import (
@@ -33,9 +35,10 @@ from reference_model.train.checkpoint import (
     save_checkpoint,
 )
 from reference_model.train.progress import TrainProgress
+from reference_model.trainer import NonFiniteLoss, Trainer
+from reference_model.world import build_model
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]  # (step, total steps, the step's report)
-TASKS = ("elbo", "perceiver", "predictive", "adversarial")
 
 
 class TrainingStopped(AimespecError):
@@ -133,28 +136,9 @@ def _balancer_to(balancer: Any, device: torch.device) -> None:
             setattr(balancer, key, value.to(device))
 
 
-def _nonfinite_guard(trainer: Any, d: ddp.Distributed) -> None:
-    """Make the Trainer's finiteness check name the bad terms and agree across processes
-    (every rank stops at the same step, none waits in a collective for a rank that stopped)."""
-    from reference_model.trainer import NonFiniteLoss
-
-    def ensure_finite(losses: Any) -> None:
-        items = losses.items()
-        values = torch.stack([v.detach().reshape(()).float() for v in items.values()]).cpu()
-        status = ddp.worst(d, torch.isinf(values).float() + 2 * torch.isnan(values).float())
-        bad = {name: (math.nan if s >= 2 else math.inf) for name, s in zip(items, status.tolist(), strict=True) if s}
-        if bad:
-            raise NonFiniteLoss(f"non-finite loss at step {trainer.step_count}: "
-                                + ", ".join(f"{k}={v}" for k, v in bad.items()), bad)
-
-    trainer.ensure_finite = ensure_finite
-
-
-def _stopped(exc: Exception, step: int, kept: int | None, ckpt: Path) -> TrainingStopped:
+def _stopped(exc: NonFiniteLoss, step: int, kept: int | None, ckpt: Path) -> TrainingStopped:
     """One sentence: the term(s), the step, and the checkpoint left on disk."""
-    from reference_model.losses import TERMS
-
-    bad: dict[str, float] = getattr(exc, "terms", None) or {}  # carried by NonFiniteLoss, never parsed
+    bad = exc.terms
     terms = [k for k in bad if k in TERMS or k not in TASKS] or list(bad) or ["unknown"]
     kind = "NaN" if any(math.isnan(bad.get(k, math.nan)) for k in terms) else "infinite"
     named = ", ".join(terms)
@@ -164,6 +148,247 @@ def _stopped(exc: Exception, step: int, kept: int | None, ckpt: Path) -> Trainin
              else "no checkpoint was written")
     message = f"training stopped at step {step}: loss term {named} is {kind}{also}; {where}."
     return TrainingStopped(message, step=step, terms=terms, checkpoint_step=kept)
+
+
+def _check_counts(steps: int, **every: int) -> None:
+    if not isinstance(steps, int) or steps < 1:
+        raise UsageError(f"steps must be a positive integer, got {steps!r}.")
+    for name, value in every.items():
+        if not isinstance(value, int) or value < 0:
+            raise UsageError(f"{name} must be a non-negative integer, got {value!r}.")
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What a run trains with: the config, seed and determinism (a resume's come from its checkpoint)."""
+
+    cfg: AimeConfig
+    seed: int
+    deterministic: bool
+    state: dict[str, Any] | None  # the checkpoint a resume continues
+
+
+def _settings(out: Path, resume: bool, cfg: AimeConfig | None, seed: int | None,
+              deterministic: bool | None) -> _Settings:
+    ckpt_path = out / CHECKPOINT
+    state: dict[str, Any] | None = None
+    if resume:
+        state = load_checkpoint(ckpt_path)
+        cfg, seed, deterministic = _resume_settings(state, cfg, seed, deterministic)
+    elif ckpt_path.exists():
+        raise UsageError(f"{out} already holds a checkpoint: pass --resume to continue it, or train into a new --out.")
+    seed = 0 if seed is None else int(seed)
+    if seed < 0:
+        raise UsageError(f"the seed must be a non-negative integer, got {seed}.")
+    return _Settings(cfg if cfg is not None else AimeConfig(), seed, bool(deterministic), state)
+
+
+def _check_same_data(state: dict[str, Any] | None, data: EpisodeData, data_path: str | Path) -> None:
+    shape = [data.num_episodes, data.length, data.action_dim]
+    if state is not None and state["data"]["shape"] != shape:
+        raise UsageError(
+            f"the checkpoint was trained on episodes [N, T, A] = {state['data']['shape']} but {data_path} holds "
+            f"{shape}: resume on the same data."
+        )
+
+
+@dataclass
+class _Run:
+    """One training run in progress: the model and trainer, the data slice, logs and checkpoints."""
+
+    settings: _Settings
+    data: EpisodeData
+    data_path: str | Path
+    d: ddp.Distributed
+    out: Path
+    replacement: bool
+    figure_every: int
+    checkpoint_every: int
+    log_every: int
+    trainer: Trainer = field(init=False)
+    rows: int = field(init=False)
+    mine: slice = field(init=False)
+    first: int = 0
+    elapsed_before: float = 0.0
+    spent: float = 0.0
+    saved_step: int | None = None
+    report: dict[str, float] = field(default_factory=dict)
+    written: list[Path] = field(default_factory=list)
+    clean: bool = False  # the run ended where every process agrees (teardown may wait for the others)
+    log: JsonLog | None = None
+    reporter: TrainProgress | None = None
+    callback: ProgressFn | None = None
+
+    @property
+    def cfg(self) -> AimeConfig:
+        return self.settings.cfg
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.out / CHECKPOINT
+
+    @property
+    def log_path(self) -> Path:
+        return self.out / LOG
+
+    @property
+    def local_rows(self) -> int:
+        return self.mine.stop - self.mine.start
+
+    # --- setting up ---------------------------------------------------------------------
+    def build(self) -> None:
+        """The model, its trainer (restored on a resume) and this process's rows of each batch."""
+        cfg, d, state = self.cfg, self.d, self.settings.state
+        self.rows = batch_size_for(self.data, cfg.batch_size, self.replacement)
+        self.mine = ddp.shard(d, self.rows)
+        if self.settings.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what deterministic cuBLAS needs
+            torch.use_deterministic_algorithms(True)
+        torch.manual_seed(self.settings.seed)
+        model = build_model(cfg).to(d.device)
+        ddp.broadcast_parameters(d, model)
+        reducer = ddp.make_grad_reducer(self.local_rows, self.rows) if d.enabled else None
+        self.trainer = Trainer(model, cfg, grad_reducer=reducer, status_reducer=lambda s: ddp.worst(d, s),
+                               seed_base=self.settings.seed)
+        if state is not None:
+            self.restore(state)
+        self.first = self.trainer.step_count
+        self.saved_step = self.first if state is not None else None
+
+    def restore(self, state: dict[str, Any]) -> None:
+        restore_trainer(self.trainer, state, self.ckpt_path)  # also torch's RNG; a misfit is one sentence
+        _balancer_to(self.trainer.balancer, self.d.device)
+        if self.d.device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.elapsed_before = float(state.get("elapsed", 0.0))
+
+    def open_outputs(self, steps: int, progress: bool | ProgressFn | TrainProgress) -> None:
+        """The log (continued on a resume) and the progress display, on the main process."""
+        if not self.d.is_main:
+            return
+        keep = self.first if self.settings.state is not None else None
+        self.log = JsonLog(self.log_path, keep_until=keep)
+        if progress is True:
+            self.reporter = TrainProgress()
+        elif isinstance(progress, TrainProgress):
+            self.reporter = progress
+        elif callable(progress):
+            self.callback = progress
+        if self.reporter is not None:
+            self.reporter.start(self.first, steps)
+
+    def close_outputs(self) -> None:
+        if self.reporter is not None:
+            self.reporter.stop()
+        if self.log is not None:
+            self.log.close()
+
+    # --- what a run writes ----------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        d, data, s = self.d, self.data, self.settings
+        cuda = torch.cuda.get_rng_state_all() if d.device.type == "cuda" else None
+        return {
+            "step": self.trainer.step_count, "trainer": self.trainer.state_dict(), "config": self.cfg.to_dict(),
+            "seed": s.seed, "deterministic": s.deterministic, "rng": {"torch": torch.get_rng_state(), "cuda": cuda},
+            "data": {"path": str(self.data_path), "task": data.task,
+                     "shape": [data.num_episodes, data.length, data.action_dim]},
+            "elapsed": self.elapsed_before + self.spent, "world_size": d.world_size,
+        }
+
+    def save(self) -> None:
+        save_checkpoint(self.ckpt_path, self.snapshot())
+        self.saved_step = self.trainer.step_count
+
+    def figure(self, step: int) -> Path:
+        """The first two episodes through the model (per-example noise: the global RNG is untouched)."""
+        cfg, data, model = self.cfg, self.data, self.trainer.model
+        obs = torch.from_numpy(data.observations[:2, : cfg.sequence_length]).float().div(255).to(self.d.device)
+        act = torch.from_numpy(np.ascontiguousarray(data.actions[:2, : cfg.sequence_length])).to(self.d.device)
+        model.eval()
+        with torch.no_grad(), noise.per_example([self.settings.seed + i for i in range(obs.shape[0])]):
+            outputs = model.forward_sequence(obs, act)
+        model.train()
+        losses = "  ".join(f"{k} {self.report[k]:.4g}" for k in TASKS if k in self.report)
+        task = f"  {data.task}" if data.task != "unknown" else ""  # files from elsewhere may not name one
+        image = figures.render(obs, outputs, title=f"step {step}{task}  {losses}")
+        return figures.save(image, self.out / "figures" / f"step_{step:06d}.png")
+
+    def write_log(self, step: int, steps: int, seconds: float) -> None:
+        if self.log is None or not self.log_every or (step % self.log_every and step != steps):
+            return
+        per_epoch = max(1, -(-self.data.num_episodes // self.cfg.batch_size) if self.replacement
+                        else self.data.num_episodes // self.rows)
+        record: dict[str, Any] = {
+            "step": step, "time": round(time.time(), 3), "elapsed": round(self.elapsed_before + self.spent, 4),
+            "seconds": round(seconds, 4), "epoch": (step - 1) // per_epoch, "rows": self.rows,
+        }
+        record.update({k: self.report[k] for k in TASKS if k in self.report})
+        record.update({k: v for k, v in self.report.items() if k not in record})
+        self.log.write(record)
+
+    # --- the loop ---------------------------------------------------------------------------
+    def step(self, step: int, batch: Batch) -> float:
+        """One `Trainer.step` on this process's rows; the global batch's report; its seconds."""
+        d, mine = self.d, self.mine
+        obs, act = batch.observations[mine].to(d.device), batch.actions[mine].to(d.device)
+        per_example = self.settings.deterministic or d.enabled
+        ids = batch.seeds[mine].tolist() if per_example else None
+        started = time.perf_counter()
+        try:
+            local = self.trainer.step(obs, act, ids)
+        except NonFiniteLoss as exc:
+            raise self.stop(exc, step) from exc
+        self.report = ddp.reduce_report(d, local, self.local_rows, self.rows)
+        seconds = time.perf_counter() - started
+        self.spent += seconds
+        return seconds
+
+    def stop(self, exc: NonFiniteLoss, step: int) -> TrainingStopped:
+        """The losses' check fires before any update, agreed by every rank: the state after
+        step - 1 is good (and the same everywhere), so it is checkpointed unless it already is."""
+        self.clean = exc.stage == "losses" and self.trainer.step_count == step - 1
+        if self.clean:
+            if step > 1 and self.saved_step != step - 1 and finite_parameters(self.trainer.model.state_dict()):
+                if self.d.is_main:
+                    save_checkpoint(self.ckpt_path, self.snapshot())
+                self.saved_step = step - 1
+            ddp.barrier(self.d)  # the others wait for rank 0's checkpoint before the group ends
+        return _stopped(exc, step, self.saved_step, self.ckpt_path)
+
+    def after_step(self, step: int, steps: int, seconds: float) -> None:
+        self.write_log(step, steps, seconds)
+        if not self.d.is_main:
+            return
+        if self.reporter is not None:
+            self.reporter.update(step, self.report)
+        if self.callback is not None:
+            self.callback(step, steps, self.report)
+        if self.checkpoint_every and step % self.checkpoint_every == 0:
+            self.save()
+        if self.figure_every and step % self.figure_every == 0:
+            self.written.append(self.figure(step))
+
+    def finish(self) -> None:
+        """The final checkpoint and figure (on the main process), unless the last step wrote them."""
+        if not self.d.is_main:
+            return
+        step = self.trainer.step_count
+        if self.saved_step != step:
+            self.save()
+        if not self.written or self.written[-1].name != f"step_{step:06d}.png":
+            self.written.append(self.figure(step))  # always one at the end
+
+    def run(self, steps: int) -> TrainResult:
+        stream = batch_stream(self.data, self.cfg, self.settings.seed, self.first, self.replacement)
+        for step in range(self.first + 1, steps + 1):
+            seconds = self.step(step, next(stream))
+            self.after_step(step, steps, seconds)
+        self.finish()
+        return TrainResult(
+            out_dir=self.out, first_step=self.first, step=self.trainer.step_count, losses=self.report,
+            seconds=self.spent, log_path=self.log_path, checkpoint_path=self.ckpt_path, figures=self.written,
+            world_size=self.d.world_size,
+        )
 
 
 def train(
@@ -192,158 +417,30 @@ def train(
     end). Raises `DataError`/`UsageError` (exit 2) for bad input, `TrainingStopped` (exit 1)
     when a loss becomes NaN/Inf, keeping the last good checkpoint.
     """
-    from reference_model.trainer import NonFiniteLoss, Trainer
-    from reference_model.world import build_model
-
-    if not isinstance(steps, int) or steps < 1:
-        raise UsageError(f"steps must be a positive integer, got {steps!r}.")
-    for name, every in (("figure_every", figure_every), ("checkpoint_every", checkpoint_every),
-                        ("log_every", log_every)):
-        if not isinstance(every, int) or every < 0:
-            raise UsageError(f"{name} must be a non-negative integer, got {every!r}.")
+    _check_counts(steps, figure_every=figure_every, checkpoint_every=checkpoint_every, log_every=log_every)
     out = check_run_folder(Path(out_dir))  # a file, a device, a read-only folder: exit 2 before any work
     if isinstance(device, str):
         device = device_name(device)
     if seed is not None:
         seed_value(seed)
-    ckpt_path, log_path = out / CHECKPOINT, out / LOG
-    state: dict[str, Any] | None = None
-    if resume:
-        state = load_checkpoint(ckpt_path)
-        cfg, seed, deterministic = _resume_settings(state, cfg, seed, deterministic)
-    elif ckpt_path.exists():
-        raise UsageError(f"{out} already holds a checkpoint: pass --resume to continue it, or train into a new --out.")
-    cfg = cfg if cfg is not None else AimeConfig()
-    seed = 0 if seed is None else int(seed)
-    deterministic = bool(deterministic)
-    if seed < 0:
-        raise UsageError(f"the seed must be a non-negative integer, got {seed}.")
-
-    data = _load_data(data_path, cfg)
-    if state is not None and state["data"]["shape"] != [data.num_episodes, data.length, data.action_dim]:
-        raise UsageError(
-            f"the checkpoint was trained on episodes [N, T, A] = {state['data']['shape']} but {data_path} holds "
-            f"{[data.num_episodes, data.length, data.action_dim]}: resume on the same data."
-        )
+    settings = _settings(out, resume, cfg, seed, deterministic)
+    data = _load_data(data_path, settings.cfg)
+    _check_same_data(settings.state, data, data_path)
     d = ddp.setup(device)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
-    clean = False
+    run = _Run(settings, data, data_path, d, out, replacement, figure_every, checkpoint_every, log_every)
     try:
-        rows = batch_size_for(data, cfg.batch_size, replacement)
-        mine = ddp.shard(d, rows)
-        local_rows = mine.stop - mine.start
-        per_example = deterministic or d.enabled
-        if deterministic:
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what deterministic cuBLAS needs
-            torch.use_deterministic_algorithms(True)
-
-        torch.manual_seed(seed)
-        model = build_model(cfg).to(d.device)
-        ddp.broadcast_parameters(d, model)
-        reducer = ddp.make_grad_reducer(d, local_rows, rows) if d.enabled else None
-        trainer = Trainer(model, cfg, grad_reducer=reducer, seed_base=seed)
-        elapsed_before = 0.0
-        if state is not None:
-            restore_trainer(trainer, state, ckpt_path)  # also torch's RNG; a misfit is one sentence
-            _balancer_to(trainer.balancer, d.device)
-            if d.device.type == "cuda" and state["rng"].get("cuda") is not None:
-                torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-            elapsed_before = float(state.get("elapsed", 0.0))
-        _nonfinite_guard(trainer, d)
-        first = trainer.step_count
-
-        def snapshot() -> dict[str, Any]:
-            cuda = torch.cuda.get_rng_state_all() if d.device.type == "cuda" else None
-            return {
-                "step": trainer.step_count, "trainer": trainer.state_dict(), "config": cfg.to_dict(), "seed": seed,
-                "deterministic": deterministic, "rng": {"torch": torch.get_rng_state(), "cuda": cuda},
-                "data": {"path": str(data_path), "task": data.task,
-                         "shape": [data.num_episodes, data.length, data.action_dim]},
-                "elapsed": elapsed_before + spent, "world_size": d.world_size,
-            }
-
-        fig_obs = torch.from_numpy(data.observations[:2, : cfg.sequence_length]).float().div(255).to(d.device)
-        fig_act = torch.from_numpy(np.ascontiguousarray(data.actions[:2, : cfg.sequence_length])).to(d.device)
-
-        def figure(step: int, report: dict[str, float]) -> Path:
-            from reference_model import noise
-
-            model.eval()
-            with torch.no_grad(), noise.per_example([seed + i for i in range(fig_obs.shape[0])]):
-                outputs = model.forward_sequence(fig_obs, fig_act)  # never touches the global RNG
-            model.train()
-            losses = "  ".join(f"{k} {report[k]:.4g}" for k in TASKS if k in report)
-            task = f"  {data.task}" if data.task != "unknown" else ""  # files from elsewhere may not name one
-            image = figures.render(fig_obs, outputs, title=f"step {step}{task}  {losses}")
-            return figures.save(image, out / "figures" / f"step_{step:06d}.png")
-
-        log = JsonLog(log_path, keep_until=first if state is not None else None) if d.is_main else None
-        reporter = TrainProgress() if progress is True else progress if isinstance(progress, TrainProgress) else None
-        callback = progress if callable(progress) and not isinstance(progress, TrainProgress) else None
-        if reporter is not None and d.is_main:
-            reporter.start(first, steps)
-        written: list[Path] = []
-        saved_step = first if state is not None else None
-        report: dict[str, float] = {}
-        spent = 0.0
-        stream = batch_stream(data, cfg, seed, first, replacement)
-        per_epoch = max(1, (-(-data.num_episodes // cfg.batch_size)) if replacement else data.num_episodes // rows)
+        run.build()
+        run.open_outputs(steps, progress)
         try:
-            for step in range(first + 1, steps + 1):
-                batch = next(stream)
-                obs, act = batch.observations[mine].to(d.device), batch.actions[mine].to(d.device)
-                ids = batch.seeds[mine].tolist() if per_example else None
-                started = time.perf_counter()
-                try:
-                    local = trainer.step(obs, act, ids)
-                except NonFiniteLoss as exc:
-                    # the generator's check fires before any update: the state after step - 1 is good
-                    # (every rank agreed on it, and their parameters are the same)
-                    clean = hasattr(exc, "terms") and trainer.step_count == step - 1
-                    if clean and step > 1 and saved_step != step - 1 and finite_parameters(model.state_dict()):
-                        if d.is_main:
-                            save_checkpoint(ckpt_path, snapshot())
-                        saved_step = step - 1
-                    if clean:
-                        ddp.barrier(d)  # the others wait for rank 0's checkpoint before the group ends
-                    raise _stopped(exc, step, saved_step, ckpt_path) from exc
-                report = ddp.reduce_report(d, local, local_rows, rows)
-                seconds = time.perf_counter() - started
-                spent += seconds
-                if log is not None and log_every and (step % log_every == 0 or step == steps):
-                    record = {"step": step, "time": round(time.time(), 3), "elapsed": round(elapsed_before + spent, 4),
-                              "seconds": round(seconds, 4), "epoch": (step - 1) // per_epoch, "rows": rows}
-                    record.update({k: report[k] for k in TASKS if k in report})
-                    record.update({k: v for k, v in report.items() if k not in record})
-                    log.write(record)
-                if d.is_main:
-                    if reporter is not None:
-                        reporter.update(step, report, seconds)
-                    if callback is not None:
-                        callback(step, steps, report)
-                    if checkpoint_every and step % checkpoint_every == 0:
-                        save_checkpoint(ckpt_path, snapshot())
-                        saved_step = step
-                    if figure_every and step % figure_every == 0:
-                        written.append(figure(step, report))
-            if d.is_main:
-                if saved_step != trainer.step_count:
-                    save_checkpoint(ckpt_path, snapshot())
-                if not written or written[-1].name != f"step_{trainer.step_count:06d}.png":
-                    written.append(figure(trainer.step_count, report))  # always one at the end
+            result = run.run(steps)
         finally:
-            if reporter is not None and d.is_main:
-                reporter.stop()
-            if log is not None:
-                log.close()
-        clean = True
-        return TrainResult(
-            out_dir=out, first_step=first, step=trainer.step_count, losses=report, seconds=spent,
-            log_path=log_path, checkpoint_path=ckpt_path, figures=written, world_size=d.world_size,
-        )
+            run.close_outputs()
+        run.clean = True
+        return result
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
-        ddp.teardown(d, clean=clean)
+        ddp.teardown(d, clean=run.clean)
 
 
 __all__ = ["TrainResult", "TrainingStopped", "batch_stream", "epoch_seed", "train"]

@@ -28,11 +28,11 @@ class _Bar(Progress):
 
 
 class TrainProgress:
-    """`start(first, total)`, then `update(step, report, seconds)` after every step, `stop()`."""
+    """`start(first, total)`, then `update(step, report)` after every step, `stop()`."""
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True, highlight=False)
-        self.bar: Progress | None = None
+        self.bar: _Bar | None = None
         self.job: Any = None
         self.every = 1
         self.total = 0
@@ -57,7 +57,7 @@ class TrainProgress:
         else:
             self.every = max(1, (total - first) // 10)
 
-    def update(self, step: int, report: dict[str, float], seconds: float) -> None:
+    def update(self, step: int, report: dict[str, float]) -> None:
         done = step - self.first
         per_step = (time.perf_counter() - self.started) / max(done, 1)
         if self.bar is not None:
