@@ -117,7 +117,8 @@ def test_non_finite_gradient_is_refused_before_any_update():
 
     trainer = make_trainer(grad_reducer=poison)
     before = params_of(trainer.model)
-    with pytest.raises(NonFiniteLoss, match="non-finite gradient of predictive at step 0; no parameter was updated") as info:
+    message = "non-finite gradient of predictive at step 0; no parameter was updated"
+    with pytest.raises(NonFiniteLoss, match=message) as info:
         trainer.step(*batch())
     assert info.value.terms == {"predictive": math.inf} and info.value.stage == "gradients" and info.value.step == 0
     assert same_params(before, params_of(trainer.model))
