@@ -16,9 +16,6 @@ class PriorParams(TypedDict):
     kumar_b: Float[Tensor, "B K-1"]
     alpha: Float[Tensor, "B n_samples"]  # concentration draws
     sticks: NotRequired[Float[Tensor, "B K-1"]]  # the sampled sticks v, when returned
-    log_pi: NotRequired[Float[Tensor, "B K"]]  # log mixture weights (no underflow for vanishing ones)
-    gamma_shape: NotRequired[Float[Tensor, "B"]]  # the Gamma posterior q(alpha | h)
-    gamma_rate: NotRequired[Float[Tensor, "B"]]
 
 
 class DPGMMPrior(Contract):

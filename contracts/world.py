@@ -10,7 +10,7 @@ reference model returns and the reference losses take. It is also a read-only ma
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
-from typing import ClassVar, NotRequired, TypedDict
+from typing import ClassVar, NotRequired, TypedDict, cast
 
 from jaxtyping import Float, Int
 from torch import Tensor
@@ -92,6 +92,10 @@ class WorldOutputs(Mapping[str, Tensor]):
 
     def __len__(self) -> int:
         return len(self._names())
+
+    def contract_result(self) -> SequenceOutputs:
+        """The record as the contract's mapping (what a check or a trace reads)."""
+        return cast(SequenceOutputs, dict(self.items()))
 
     @classmethod
     def _names(cls) -> tuple[str, ...]:

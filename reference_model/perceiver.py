@@ -59,6 +59,10 @@ class PerceiverOutput(NamedTuple):
     perplexity: Float[Tensor, ""]
     quantized: Float[Tensor, "B T code_dim H_t W_t"]
 
+    def contract_result(self) -> Annotated[Float[Tensor, "B T context_dim"], "context"]:
+        """The part `CausalPerceiverIO.extract_context`'s contract describes."""
+        return self.context
+
 
 class _FrameEncoder(nn.Module):
     """Per-frame 2-D stages: log2(token_downsample) stride-2 convolutions (or one stride-1)."""
@@ -261,7 +265,7 @@ class CausalPerceiverIO(nn.Module):
             latents = block(latents)
         return rearrange(latents.mean(dim=1), "(b t) d -> b t d", b=B)
 
-    @checked("CausalPerceiverIO.extract_context", view=lambda out: out.context)
+    @checked("CausalPerceiverIO.extract_context", view=PerceiverOutput.contract_result)
     def perceive(self, videos: Float[Tensor, "B T C H W"]) -> PerceiverOutput:
         """videos [B, T, C, H, W] -> context [B, T, context_dim] and the tokenizer's outputs
         (held to `extract_context`'s contract)."""

@@ -9,6 +9,7 @@ Every random number comes from `reference_model.noise` with the batch axis first
 """
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -96,13 +97,34 @@ def sample_gamma(shape: Float[Tensor, "B"], rate: Float[Tensor, "B"], n: int) ->
     return torch.exp(log_alpha.clamp(-60.0, 60.0))
 
 
+class PriorOutput(NamedTuple):
+    """What `DPGMMPrior.infer` computes: the contract's parameters and what the losses read."""
+
+    pi: Float[Tensor, "B K"]
+    means: Float[Tensor, "B K D"]
+    log_vars: Float[Tensor, "B K D"]
+    kumar_a: Float[Tensor, "B K-1"]
+    kumar_b: Float[Tensor, "B K-1"]
+    alpha: Float[Tensor, "B n_samples"]
+    sticks: Float[Tensor, "B K-1"]
+    log_pi: Float[Tensor, "B K"]  # log mixture weights (no log(pi) underflow for vanishing ones)
+    gamma_shape: Float[Tensor, "B"]  # the Gamma posterior q(alpha | h)
+    gamma_rate: Float[Tensor, "B"]
+
+    def contract_result(self) -> PriorParams:
+        """The part `DPGMMPrior.forward`'s contract describes."""
+        return PriorParams(pi=self.pi, means=self.means, log_vars=self.log_vars, kumar_a=self.kumar_a,
+                           kumar_b=self.kumar_b, alpha=self.alpha, sticks=self.sticks)
+
+
 class DPGMMPrior(nn.Module):
     """p(z_t | h_t, c_t) from `h || c`: K Gaussian components weighted by Kumaraswamy stick-breaking.
 
     Three MLPs of width `prior_hidden` read `h || c` [B, hidden_dim + context_dim]:
     `stick_net` -> Kumaraswamy (a, b) for the K-1 sticks; `component_net` -> [B, 2*K*D] means and
     log-variances; `concentration_net` -> the Gamma posterior q(alpha | h) = Gamma(shape, rate).
-    `forward` returns the contract's keys plus `log_pi` [B, K], `gamma_shape` and `gamma_rate` [B].
+    `infer` returns a `PriorOutput`: the contract's parameters plus `log_pi` [B, K], `gamma_shape`
+    and `gamma_rate` [B]; `forward` is the contract's view of it (a `PriorParams` mapping).
     """
 
     def __init__(self, cfg: AimeConfig) -> None:
@@ -112,9 +134,13 @@ class DPGMMPrior(nn.Module):
         self.component_net = _mlp(cfg, cfg.component_params_dim)
         self.concentration_net = _mlp(cfg, 2)
 
-    @checked("DPGMMPrior.forward")
     def forward(self, h: Float[Tensor, "B hidden_dim+context_dim"], n_samples: int = 10) -> PriorParams:
         """h [B, hidden_dim + context_dim] -> prior_params (pi, means, log_vars, kumar_a, kumar_b, alpha)."""
+        return self.infer(h, n_samples).contract_result()
+
+    @checked("DPGMMPrior.forward", view=PriorOutput.contract_result)
+    def infer(self, h: Float[Tensor, "B hidden_dim+context_dim"], n_samples: int = 10) -> PriorOutput:
+        """`forward`'s parameters plus what the losses read: log pi and the Gamma posterior of alpha."""
         cfg = self.cfg
         kumar_a, kumar_b = rearrange(_positive(self.stick_net(h)), "b (two s) -> two b s", two=2)
         log_v = sample_kumaraswamy(kumar_a, kumar_b)
@@ -129,7 +155,7 @@ class DPGMMPrior(nn.Module):
 
         gamma_shape, gamma_rate = rearrange(_positive(self.concentration_net(h)), "b two -> two b", two=2)
         alpha = sample_gamma(gamma_shape, gamma_rate, n_samples)
-        return PriorParams(
+        return PriorOutput(
             pi=pi,
             means=means,
             log_vars=log_vars,

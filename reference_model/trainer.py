@@ -9,12 +9,25 @@
     unflatten g into .grad; generator Adam step
     discriminator: BCE(real observations -> 1, detached reconstructions -> 0), its own Adam
 
+Where the task gradients are balanced (`balance_at`):
+- "parameters" (the default, the seed's method): the four `[P]` task gradients, one backward
+  pass each (the graph is kept for the next task and freed by the last one);
+- "outputs" (approximate, ~1.1x a summed-loss step): the task heads' gradients at the model's
+  outputs (the shared representation every loss reads: `[4, R]`, R the outputs' total size,
+  from the loss computations alone), balanced there, then ONE backward pass of the balanced
+  output gradient into the parameters. With `SumBalancer` it is exactly the parameter-space
+  sum; with RGB the rotation acts on output gradients instead of parameter gradients, so the
+  update differs, and the consensus carries no momentum between steps (the outputs of two
+  batches are of different examples): its RGB is `RGB(cfg.replace(rgb_mu=0))`. A
+  `grad_reducer` then averages the balanced `[P]` gradient across processes.
+
 With `example_ids`, the forward runs inside `noise.per_example(...)`: each example's
 noise depends on its id and the step only, not on the batch it shares, so the mean of
 two half-batch gradients equals the full batch's (every loss is a batch mean).
 """
 
 import copy
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any, Literal
@@ -37,6 +50,8 @@ NOISE_STEP_STRIDE = 2**32
 GradReducer = Callable[[Tensor], Tensor]
 StatusReducer = Callable[[Tensor], Tensor]  # per-loss status [n] (0 finite, 1 inf, 2 NaN) -> the agreed one
 Stage = Literal["losses", "gradients", "discriminator"]
+BalanceAt = Literal["parameters", "outputs"]
+BALANCE_AT: tuple[BalanceAt, ...] = ("parameters", "outputs")
 
 
 class NonFiniteLoss(AimespecError):
@@ -64,6 +79,18 @@ def flatten_grads(grads: tuple[Tensor | None, ...], params: list[nn.Parameter]) 
     return torch.cat([
         (g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params, strict=True)
     ])
+
+
+def flatten_into(row: Float[Tensor, "P"], grads: tuple[Tensor | None, ...], sizes: list[int]) -> None:
+    """Write per-parameter gradients into one preallocated row `[P]` (None, unused: zeros), in order
+    (no `[P]` copy per task besides the row itself)."""
+    offset = 0
+    for g, n in zip(grads, sizes, strict=True):
+        if g is None:
+            row[offset:offset + n].zero_()
+        else:
+            row[offset:offset + n].copy_(g.reshape(-1))
+        offset += n
 
 
 def unflatten_into_grad(vector: Float[Tensor, "P"], params: list[nn.Parameter]) -> None:
@@ -101,6 +128,13 @@ def load_balancer_state(balancer: Any, state: dict[str, Any]) -> None:
         setattr(balancer, key, value)
 
 
+def _floats(losses: TaskLosses, out: WorldOutputs) -> dict[str, float]:
+    """The step's report: every loss and term, and the codebook's perplexity, as Python floats."""
+    report = {name: float(v.detach()) for name, v in losses.items().items()}
+    report["perplexity"] = float(out.perplexity.detach())
+    return report
+
+
 class Trainer:
     """Generator (world model) and discriminator optimisers, RGB balancing of four tasks.
 
@@ -119,18 +153,25 @@ class Trainer:
         grad_reducer: GradReducer | None = None,
         *,
         status_reducer: StatusReducer | None = None,
+        balance_at: BalanceAt = "parameters",
         seed_base: int = 0,
         disc_learning_rate: float | None = None,
     ) -> None:
+        if balance_at not in BALANCE_AT:
+            raise ValueError(f"balance_at must be one of {', '.join(BALANCE_AT)}, got {balance_at!r}")
         self.model = model
         self.cfg = cfg
-        self.balancer = balancer if balancer is not None else RGB(cfg)
+        self.balance_at: BalanceAt = balance_at
+        if balancer is None:
+            balancer = RGB(cfg) if balance_at == "parameters" else RGB(cfg.replace(rgb_mu=0.0))
+        self.balancer = balancer
         self.grad_reducer = grad_reducer
         self.status_reducer = status_reducer
         self.seed_base = int(seed_base)
         self.discriminator = model.discriminator
         disc_ids = {id(p) for p in self.discriminator.parameters()}
         self.params = [p for p in model.parameters() if p.requires_grad and id(p) not in disc_ids]
+        self.sizes = [p.numel() for p in self.params]
         self.disc_params = [p for p in self.discriminator.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(self.params, lr=cfg.learning_rate)
         self.disc_optimizer = torch.optim.Adam(
@@ -151,14 +192,16 @@ class Trainer:
             raise ValueError(
                 f"example_ids has {len(example_ids)} ids for a batch of {observations.shape[0]} videos"
             )
+        out = self.outputs(observations, actions, example_ids)
+        return out, compute_losses(out, observations, self.discriminator)
+
+    def outputs(self, observations: Tensor, actions: Tensor, example_ids: Tensor | list[int] | None = None
+                ) -> WorldOutputs:
+        """`forward_sequence`, with per-example noise when ids are given (the losses draw none)."""
         if example_ids is None:
-            out = self.model.forward_sequence(observations, actions)
-            losses = compute_losses(out, observations, self.discriminator)
-        else:
-            with noise.per_example(self.noise_seeds(example_ids)):
-                out = self.model.forward_sequence(observations, actions)
-                losses = compute_losses(out, observations, self.discriminator)
-        return out, losses
+            return self.model.forward_sequence(observations, actions)
+        with noise.per_example(self.noise_seeds(example_ids)):
+            return self.model.forward_sequence(observations, actions)
 
     def ensure_finite(self, losses: TaskLosses) -> None:
         """Raise `NonFiniteLoss` naming every NaN/Inf loss or term and the step (agreed across
@@ -195,16 +238,16 @@ class Trainer:
             )
 
     def task_gradients(self, losses: TaskLosses) -> Float[Tensor, "4 P"]:
-        """One flattened gradient per task over every generator parameter, `[4, P]`."""
-        rows = []
-        for name in TASKS:
-            loss = losses.tasks[name]
-            if loss.requires_grad:
-                grads = torch.autograd.grad(loss, self.params, retain_graph=True, allow_unused=True)
-            else:
-                grads = (None,) * len(self.params)
-            rows.append(flatten_grads(grads, self.params))
-        return torch.stack(rows)
+        """One flattened gradient per task over every generator parameter, `[4, P]`. The graph is
+        kept while a later task still needs it and freed by the last backward pass."""
+        grads = torch.zeros(len(TASKS), sum(self.sizes), dtype=self.params[0].dtype, device=self.params[0].device)
+        attached = [i for i, name in enumerate(TASKS) if losses.tasks[name].requires_grad]
+        for i in attached:
+            per_param = torch.autograd.grad(losses.tasks[TASKS[i]], self.params, retain_graph=i != attached[-1],
+                                            allow_unused=True)
+            flatten_into(grads[i], per_param, self.sizes)
+            del per_param
+        return grads
 
     def compute_task_gradients(
         self, observations: Tensor, actions: Tensor, example_ids: Tensor | list[int] | None = None
@@ -214,6 +257,61 @@ class Trainer:
         self.ensure_finite(losses)
         check_losses(losses)
         return self.task_gradients(losses), losses, out
+
+    def balanced_at_parameters(self, observations: Tensor, actions: Tensor,
+                               example_ids: Tensor | list[int] | None) -> tuple[Tensor, dict[str, float], Tensor]:
+        """The seed's method: RGB over the four `[P]` task gradients -> (balanced [P], report, fake videos)."""
+        grads, losses, out = self.compute_task_gradients(observations, actions, example_ids)
+        report = _floats(losses, out)
+        fake = out.reconstructions.detach()
+        del losses, out  # the last task's backward freed the graph; nothing else holds it
+        if self.grad_reducer is not None:
+            grads = self.grad_reducer(grads)
+        self.ensure_finite_gradients(grads)
+        return self.balancer.balance(grads), report, fake
+
+    def output_gradients(self, out: WorldOutputs, observations: Tensor
+                         ) -> tuple[Float[Tensor, "4 R"], list[Tensor], TaskLosses]:
+        """The task heads' gradients `[4, R]` at the model's outputs (the loss computations run on
+        detached copies of them), the attached outputs they belong to, and the losses."""
+        attached = {f.name: getattr(out, f.name) for f in dataclasses.fields(out)
+                    if getattr(out, f.name).requires_grad}
+        leaves = {name: value.detach().requires_grad_(True) for name, value in attached.items()}
+        losses = compute_losses(dataclasses.replace(out, **leaves), observations, self.discriminator)
+        self.ensure_finite(losses)
+        check_losses(losses)
+        sizes = [value.numel() for value in leaves.values()]
+        grads = torch.zeros(len(TASKS), sum(sizes), dtype=observations.dtype, device=observations.device)
+        for i, name in enumerate(TASKS):
+            if losses.tasks[name].requires_grad:
+                per_output = torch.autograd.grad(losses.tasks[name], list(leaves.values()),
+                                                 retain_graph=i < len(TASKS) - 1, allow_unused=True)
+                flatten_into(grads[i], per_output, sizes)
+        return grads, list(attached.values()), losses
+
+    def balanced_at_outputs(self, observations: Tensor, actions: Tensor,
+                            example_ids: Tensor | list[int] | None) -> tuple[Tensor, dict[str, float], Tensor]:
+        """Approximate: balance the output gradients, then one backward pass into the parameters."""
+        out = self.outputs(observations, actions, example_ids)
+        head_grads, attached, losses = self.output_gradients(out, observations)
+        report = _floats(losses, out)
+        fake = out.reconstructions.detach()
+        del losses, out
+        if self.grad_reducer is None:
+            self.ensure_finite_gradients(head_grads)
+        cotangent = self.balancer.balance(head_grads)  # [R]
+        pieces = torch.split(cotangent, [t.numel() for t in attached])
+        per_param = torch.autograd.grad(attached, self.params, allow_unused=True,
+                                        grad_outputs=[c.view_as(t) for c, t in zip(pieces, attached, strict=True)])
+        balanced = torch.empty(sum(self.sizes), dtype=cotangent.dtype, device=cotangent.device)
+        flatten_into(balanced, per_param, self.sizes)
+        del per_param, attached
+        if self.grad_reducer is not None:  # every rank checks the same reduced vector: all stop together
+            balanced = self.grad_reducer(balanced.unsqueeze(0)).squeeze(0)
+            if not bool(torch.isfinite(balanced).all()):
+                self.ensure_finite_gradients(head_grads)  # names this rank's bad tasks, if any
+                self.ensure_finite_gradients(balanced.expand(len(TASKS), -1))  # else: another rank's
+        return balanced, report, fake
 
     # --- one step ---------------------------------------------------------------------------
     def step(self, observations: Tensor, actions: Tensor, example_ids: Tensor | list[int] | None = None
@@ -225,14 +323,14 @@ class Trainer:
         leaves the whole training state as it was (and every rank raises together).
         """
         self.model.train()
-        grads, losses, out = self.compute_task_gradients(observations, actions, example_ids)
-        disc_loss, disc_grad = self.discriminator_gradient(observations, out.reconstructions)
+        if self.balance_at == "parameters":
+            balanced, report, fake = self.balanced_at_parameters(observations, actions, example_ids)
+        else:
+            balanced, report, fake = self.balanced_at_outputs(observations, actions, example_ids)
+        disc_loss, disc_grad = self.discriminator_gradient(observations, fake)
         if self.grad_reducer is not None:
-            grads = self.grad_reducer(grads)
             disc_grad = self.grad_reducer(disc_grad.unsqueeze(0)).squeeze(0)
-        self.ensure_finite_gradients(grads)
         self.ensure_finite_discriminator(disc_loss, disc_grad)
-        balanced = self.balancer.balance(grads)  # [P]
         norm = balanced.norm()
         balanced = balanced * (self.cfg.grad_clip / norm.clamp_min(1e-12)).clamp(max=1.0)
         self.optimizer.zero_grad(set_to_none=True)
@@ -243,12 +341,7 @@ class Trainer:
         self.disc_optimizer.step()
 
         self.step_count += 1
-        report = {name: float(v.detach()) for name, v in losses.items().items()}
-        report.update(
-            discriminator=float(disc_loss),
-            grad_norm=float(norm.detach()),
-            perplexity=float(out.perplexity.detach()),
-        )
+        report.update(discriminator=float(disc_loss), grad_norm=float(norm.detach()))
         return report
 
     def discriminator_gradient(self, real: Tensor, fake: Tensor) -> tuple[Tensor, Float[Tensor, "P_disc"]]:

@@ -16,9 +16,6 @@ The prior reads `h_{t-1}`, the state before step t's LSTM update: it is the prio
 own optimiser.
 """
 
-from collections.abc import Mapping
-from typing import cast
-
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
@@ -72,7 +69,7 @@ class AimeWorldModel(nn.Module):
         disc = {id(p) for p in self.discriminator.parameters()}
         return [p for p in self.parameters() if p.requires_grad and id(p) not in disc]
 
-    @checked("AimeWorldModel.forward_sequence")
+    @checked("AimeWorldModel.forward_sequence", view=WorldOutputs.contract_result)
     def forward_sequence(
         self, observations: Float[Tensor, "B T C H W"], actions: Float[Tensor, "B T A"]
     ) -> WorldOutputs:
@@ -121,8 +118,7 @@ class AimeWorldModel(nn.Module):
             z_t = mu + noise.randn(*std.shape, like=std) * std  # [B, D]
 
             # --- DPGMM prior p(z_t | h_{t-1}, c_t): input h || c, [B, hidden_dim + context_dim] ---
-            prior_params = self.prior(torch.cat([h[-1], c_t], dim=-1), n_samples=self.cfg.prior_alpha_samples)
-            given = cast(Mapping[str, Tensor], prior_params)  # the reference prior gives every key
+            prior = self.prior.infer(torch.cat([h[-1], c_t], dim=-1), n_samples=self.cfg.prior_alpha_samples)
 
             # --- LSTM dynamics h_t = f(h_{t-1}, z_t, c_t, a_t) ---
             lstm_input = torch.cat([z_t, c_t, a_t], dim=-1)  # [B, D + context_dim + A]
@@ -143,7 +139,7 @@ class AimeWorldModel(nn.Module):
             keep("hidden_states", h_t)
             keep("cell_states", c[-1])
             for key, name in _PRIOR_FIELDS.items():
-                keep(name, given[key])
+                keep(name, getattr(prior, key))
             keep("slot_features", schema.slots)
             keep("slot_masks", schema.slot_masks)
             keep("motion_fields", schema.motion_field)

@@ -21,7 +21,7 @@ PRIOR = DPGMMPrior(SMALL)
 def test_prior_holds_its_contract(B: int, seed: int) -> None:
     assert aimespec.hold(PRIOR, "DPGMMPrior.forward", SMALL, B, 1, seed) == []
     h = torch.randn(B, SMALL.prior_input_dim, generator=torch.Generator().manual_seed(seed))
-    out = PRIOR(h, SMALL.prior_alpha_samples)
+    out = PRIOR.infer(h, SMALL.prior_alpha_samples)._asdict()
     K, D = SMALL.max_components, SMALL.latent_dim
     assert out["pi"].shape == (B, K)
     assert out["means"].shape == out["log_vars"].shape == (B, K, D)
@@ -33,7 +33,7 @@ def test_prior_holds_its_contract(B: int, seed: int) -> None:
 @pytest.mark.parametrize("scale", [0.0, 1.0, 100.0, 1e4])
 def test_prior_invariants_hold_for_extreme_inputs(scale: float) -> None:
     h = torch.randn(6, SMALL.prior_input_dim, generator=torch.Generator().manual_seed(1)) * scale
-    out = PRIOR(h)
+    out = PRIOR.infer(h)._asdict()
     for value in out.values():
         assert torch.isfinite(value).all()
     torch.testing.assert_close(out["pi"].sum(-1), torch.ones(6), atol=1e-5, rtol=0)

@@ -37,4 +37,7 @@ def test_annotations_agree_with_the_contract(cls, method, ref):
         optional = p.default is not inspect.Parameter.empty and p.default is None
         assert parse(hints[p.name], p.name, optional, nested_paths=True) == cp.node, (ref, p.name)
         assert (p.default is not inspect.Parameter.empty) == cp.has_default
-    assert parse(hints["return"], "return") == contract.returns, ref
+    # a method checked through a view returns a richer record: the view's result is the contract's
+    view = getattr(getattr(cls, method), "__aimespec_view__", None)
+    returned = typing.get_type_hints(view, include_extras=True)["return"] if view is not None else hints["return"]
+    assert parse(returned, "return") == contract.returns, ref

@@ -60,6 +60,7 @@ def checked(ref: str, *, view: Callable[[Any], Any] | None = None) -> Callable[[
             return result
 
         wrapper.__aimespec_contract__ = ref  # type: ignore[attr-defined]
+        wrapper.__aimespec_view__ = view  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return deco

@@ -5,7 +5,10 @@ classes included) gets its contract methods shadowed on the *instance*
 (`module.forward = wrapper`: `nn.Module.__call__` then runs the wrapper), so that each
 call is recorded in order with its arguments' and results' shapes, and, when checking,
 held to its contract with one `CallChecker` (B and T bound from the call itself).
-Checked reference methods reached some other way are picked up by `aimespec.observing`.
+A method checked against a contract through a view (`@checked(ref, view=...)`: it returns
+a richer record than the contract's result) is shadowed and recorded the same way, its
+result seen through the view. Checked reference methods reached some other way are picked
+up by `aimespec.observing`.
 """
 
 import contextlib
@@ -184,18 +187,20 @@ class Recorder:
             return
         self.instances[id(obj)] = (owner, obj)
         for contract in methods_of(component):
-            original = getattr(obj, contract.method, None)
-            if not callable(original):
-                continue
-            had_own = contract.method in getattr(obj, "__dict__", {})
-            wrapper = self._make_wrapper(obj, owner, contract, original)
-            try:
-                object.__setattr__(obj, contract.method, wrapper)
-            except (AttributeError, TypeError):  # __slots__ or a read-only attribute: not recordable
-                continue
-            self._installed.append((obj, contract.method, had_own, original))
+            for attr, view in [(contract.method, None), *_views(type(obj), contract)]:
+                original = getattr(obj, attr, None)
+                if not callable(original):
+                    continue
+                had_own = attr in getattr(obj, "__dict__", {})
+                wrapper = self._make_wrapper(obj, owner, contract, original, view)
+                try:
+                    object.__setattr__(obj, attr, wrapper)
+                except (AttributeError, TypeError):  # __slots__ or a read-only attribute: not recordable
+                    continue
+                self._installed.append((obj, attr, had_own, original))
 
-    def _make_wrapper(self, obj: Any, owner: str, contract: MethodContract, original: Any) -> Any:
+    def _make_wrapper(self, obj: Any, owner: str, contract: MethodContract, original: Any,
+                      view: Callable[[Any], Any] | None = None) -> Any:
         try:
             signature: inspect.Signature | None = inspect.signature(original)
         except (TypeError, ValueError):
@@ -203,13 +208,16 @@ class Recorder:
         recorder = self
 
         def recorded(*args: Any, **kwargs: Any) -> Any:
-            return recorder._call(obj, owner, contract, original, signature, args, kwargs, sys._getframe(1))
+            if view is not None and recorder._stack and recorder._stack[-1] == contract.name:
+                return original(*args, **kwargs)  # the contract's method calling its richer self: one call
+            return recorder._call(obj, owner, contract, original, signature, args, kwargs, sys._getframe(1), view)
 
         recorded.__wrapped__ = original  # type: ignore[attr-defined]
         return recorded
 
     def _call(self, obj: Any, owner: str, contract: MethodContract, original: Any,
-              signature: inspect.Signature | None, args: tuple, kwargs: dict, caller: FrameType) -> Any:
+              signature: inspect.Signature | None, args: tuple, kwargs: dict, caller: FrameType,
+              view: Callable[[Any], Any] | None = None) -> Any:
         if self.progress is not None:
             self.progress()
         arguments = name_arguments(contract, signature, args, kwargs)
@@ -220,7 +228,8 @@ class Recorder:
         checker = CallChecker(contract, self.cfg, values=True) if self.check else None
         if checker is not None:
             record.input_violations = checker.check_inputs(arguments)
-        keyed = self.memo.key(obj, contract.method, args, kwargs) if self.memo is not None else None
+        method = contract.method if view is None else f"{contract.method}/{getattr(original, '__name__', '')}"
+        keyed = self.memo.key(obj, method, args, kwargs) if self.memo is not None else None
         entry = self.memo.get(keyed[0]) if self.memo is not None and keyed is not None else None
         if entry is not None and self.memo is not None:  # the same call on meta ran before in this pass
             result = self.memo.replay(entry)
@@ -244,9 +253,10 @@ class Recorder:
                 self.memo.store(keyed[0], keyed[1], obj, result, before, [_fresh(r, r.index) for r in inner])
         if self.progress is not None:
             self.progress()
-        self._shapes_out(record, result)
+        shown = result if view is None else view(result)
+        self._shapes_out(record, shown)
         if checker is not None:
-            record.output_violations = checker.check_outputs(result)
+            record.output_violations = checker.check_outputs(shown)
             record.bindings = dict(checker.bindings.values)
         return result
 
@@ -285,6 +295,18 @@ def _fresh(record: CallRecord, index: int) -> CallRecord:
         symbolic=dict(record.symbolic), bindings=dict(record.bindings), step=None,
         input_violations=[copy.copy(v) for v in record.input_violations],
         output_violations=[copy.copy(v) for v in record.output_violations])
+
+
+def _views(cls: type, contract: MethodContract) -> list[tuple[str, Callable[[Any], Any]]]:
+    """The methods of `cls` checked against `contract` through a view (other than the contract's own)."""
+    found = []
+    for klass in cls.__mro__:
+        for attr, fn in vars(klass).items():
+            view = getattr(fn, "__aimespec_view__", None)
+            if (attr != contract.method and view is not None
+                    and getattr(fn, "__aimespec_contract__", None) == contract.name):
+                found.append((attr, view))
+    return found
 
 
 def name_arguments(contract: MethodContract, signature: inspect.Signature | None, args: tuple,
