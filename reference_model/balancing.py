@@ -23,6 +23,7 @@ from aimespec import AimeConfig, checked
 
 ZERO_NORM = 1e-8  # a task gradient below this norm counts as zero (it is left out and gets r_i = 0)
 ALIGNED = 0.999  # tasks with |<gbar_i, d>| above this are not rotated (alpha_i = 0)
+NORMALIZE_EPS = 1e-12  # F.normalize's floor of a norm
 ANGLE_MARGIN = 1e-4  # alpha stays below pi/2 - ANGLE_MARGIN: the interval [0, pi/2) is open
 
 
@@ -138,7 +139,8 @@ class RGB(GradientBalancer):
         self.last_loss: float | None = None
 
     def _consensus(self, gbar: Tensor, nonzero: Tensor) -> Tensor | None:
-        mean = gbar[nonzero].mean(dim=0)
+        keep = nonzero.to(gbar.dtype)
+        mean = (keep @ gbar) / keep.sum()  # the mean of the non-zero unit gradients, without a copy of them
         y = F.normalize(mean, dim=0) if mean.norm() > ZERO_NORM else None
         prev = self.consensus
         if prev is None or prev.shape != mean.shape:
@@ -168,14 +170,20 @@ class RGB(GradientBalancer):
         T = grads.shape[0]
         norms = grads.norm(dim=1)
         nonzero = norms > ZERO_NORM
-        gbar = torch.where(nonzero[:, None], grads / norms.clamp_min(ZERO_NORM)[:, None], 0.0)
+        # The [T, P] work is done in place (one buffer per vector family: gbar, w, rotated): at the
+        # default config P is ~26M, so every [T, P] temporary is ~0.4 GB.
+        gbar = grads / norms.clamp_min(ZERO_NORM)[:, None]
+        gbar[~nonzero] = 0.0
         alpha = torch.zeros(T, dtype=grads.dtype, device=grads.device)
         d = self._consensus(gbar, nonzero) if int(nonzero.sum()) >= 2 else None
         if d is None:
             return RGBStep(gbar, gbar, norms, None, alpha)
         p = gbar @ d
         active = nonzero & (p.abs() <= ALIGNED)
-        w = torch.where(active[:, None], F.normalize(d[None] - p[:, None] * gbar, dim=1), 0.0)
+        w = gbar * -p[:, None]
+        w += d[None]  # d - p_i gbar_i
+        w /= w.norm(dim=1).clamp_min(NORMALIZE_EPS)[:, None]  # F.normalize
+        w[~active] = 0.0
         cap = torch.where(active, torch.arccos(p.clamp(-1.0, 1.0)).clamp(max=math.pi / 2 - ANGLE_MARGIN), 0.0)
         if self.alpha is not None and self.alpha.shape == (T,):
             alpha = self.alpha.to(device=grads.device, dtype=grads.dtype)
@@ -187,8 +195,11 @@ class RGB(GradientBalancer):
                 (grad,) = torch.autograd.grad(self.rgb_loss(a, grams, nonzero, cfg.rgb_lambda), a)
             alpha = torch.minimum((alpha - cfg.rgb_lr * grad).clamp_min(0.0), cap)
         self.last_loss = float(self.rgb_loss(alpha, grams, nonzero, cfg.rgb_lambda))
-        rotated = torch.cos(alpha)[:, None] * gbar + torch.sin(alpha)[:, None] * w
-        rotated = torch.where(nonzero[:, None], F.normalize(rotated, dim=1), 0.0)
+        rotated = gbar * torch.cos(alpha)[:, None]
+        rotated.addcmul_(w, torch.sin(alpha)[:, None])
+        del w
+        rotated /= rotated.norm(dim=1).clamp_min(NORMALIZE_EPS)[:, None]  # F.normalize
+        rotated[~nonzero] = 0.0
         self.consensus, self.alpha = d, alpha
         return RGBStep(rotated, gbar, norms, d, alpha)
 
@@ -196,7 +207,7 @@ class RGB(GradientBalancer):
         """Step 6: `sum_i ||g_i|| r_i` ("norm_weighted") or `mean_i r_i` ("mean")."""
         if self.cfg.rgb_aggregation == "mean":
             return step.rotated.mean(dim=0)
-        return (step.norms[:, None] * step.rotated).sum(dim=0)
+        return step.norms @ step.rotated  # sum_i ||g_i|| r_i, without a [T, P] temporary
 
     @checked("RGB.balance")
     def balance(self, grads: Float[Tensor, "num_tasks P"]) -> Annotated[Float[Tensor, "P"], "balanced_grad"]:

@@ -259,3 +259,16 @@ def test_a_real_subprocess_trains_and_reports_bad_input(files, tmp_path):
                          capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [f"error: data file {tmp_path / 'missing.npz'} does not exist."]
+
+
+def test_training_balanced_at_the_outputs_via_the_cli(files, tmp_path):
+    out = tmp_path / "outputs"
+    result = train_cli("--data", str(files["shapes"]), "--config", str(files["tiny"]), "--steps", "2",
+                       "--out", str(out), "--figure-every", "0", "--balance-at", "outputs")
+    assert result.exit_code == 0, result.output
+    assert [r["step"] for r in read_log(out)] == [1, 2]
+    assert all(math.isfinite(r["grad_norm"]) for r in read_log(out))
+    bad = train_cli("--data", str(files["shapes"]), "--config", str(files["tiny"]), "--steps", "2",
+                    "--out", str(tmp_path / "bad"), "--balance-at", "loss")
+    assert bad.exit_code == 2
+    assert bad.stderr.strip().endswith("balance_at must be one of parameters, outputs, got 'loss'.")
