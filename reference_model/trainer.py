@@ -73,6 +73,9 @@ def _status(values: Tensor) -> Tensor:
     """0 finite, 1 infinite, 2 NaN, per entry (a float tensor, for a max across processes)."""
     return torch.isinf(values).float() + 2 * torch.isnan(values).float()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (str(self), self.terms)
+
 
 def flatten_grads(grads: tuple[Tensor | None, ...], params: list[nn.Parameter]) -> Float[Tensor, "P"]:
     """One vector `[P]` from per-parameter gradients (None, an unused parameter, as zeros)."""

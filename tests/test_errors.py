@@ -7,7 +7,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from aimespec import ConfigError, ContractNotFound, UsageError, checking
+from aimespec import ConfigError, ContractNotFound, ContractViolation, UsageError, checking
 from aimespec.cli import app
 from aimespec.core.dims import DimError, evaluate
 from aimespec.core.errors import REPORT_BUG, InputError
@@ -113,3 +113,39 @@ def test_usage_errors_keep_the_python_types_spec_names():
         evaluate("B**2", {"B": 2})
     assert isinstance(info.value, UsageError)
     assert "{error}" in REPORT_BUG
+
+
+def test_errors_pickle_whole_so_a_worker_process_sends_them_back():
+    import pickle
+
+    from aimespec.core.errors import UnknownConfigKey
+    from aimespec.core.violation import Violation
+    from reference_model.trainer import NonFiniteLoss
+
+    for exc in (ConfigError("latent_dim", "must be positive"), UnknownConfigKey("latnet_dim", "is not a config key")):
+        back = pickle.loads(pickle.dumps(exc))
+        assert type(back) is type(exc) and str(back) == str(exc) and back.field == exc.field
+    v = Violation(contract="X.f", tensor="h", kind="shape", message="X.f: h is off", dims=("B",), got=[3])
+    back = pickle.loads(pickle.dumps(ContractViolation([v, v])))
+    assert back.violations == [v, v] and str(back).startswith("2 contract violations:")
+    loss = pickle.loads(pickle.dumps(NonFiniteLoss("nan at step 3", {"kl_z": float("inf")})))
+    assert loss.terms == {"kl_z": float("inf")} and str(loss) == "nan at step 3"
+
+
+def test_a_worker_error_that_cannot_travel_stays_a_bug_unless_it_is_a_usage_error():
+    import pickle
+
+    from aimespec.runtime.worker import _pickled_error
+
+    class Odd(ValueError):  # a bug's exception whose __init__ takes other arguments: it cannot be unpickled
+        def __init__(self, a, b):
+            super().__init__(f"{a} {b}")
+
+    class OddUsage(UsageError):
+        def __init__(self, a, b):
+            super().__init__(f"{a} {b}")
+
+    _, bug, _ = pickle.loads(_pickled_error(Odd(1, 2), None))
+    assert type(bug) is RuntimeError and str(bug) == "Odd: 1 2"
+    _, usage, _ = pickle.loads(_pickled_error(OddUsage("bad", "input"), None))
+    assert type(usage) is UsageError and str(usage) == "bad input"

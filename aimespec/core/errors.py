@@ -1,6 +1,6 @@
 """One small exception hierarchy. Messages are the product: their wording is pinned in tests."""
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from aimespec.core.violation import Violation
@@ -22,8 +22,11 @@ class ConfigError(UsageError, ValueError):
     """An invalid config value or key; the message names the field (a ValueError, as SPEC says)."""
 
     def __init__(self, field: str, problem: str) -> None:
-        self.field = field
+        self.field, self.problem = field, problem
         super().__init__(f"{field}: {problem}")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled whole: a worker process sends it back
+        return type(self), (self.field, self.problem)
 
 
 class UnknownConfigKey(ConfigError, TypeError):
@@ -46,6 +49,9 @@ class ContractViolation(AimespecError, TypeError):
         lines = [v.message for v in self.violations]
         head = lines[0] if len(lines) == 1 else f"{len(lines)} contract violations:\n  " + "\n  ".join(lines)
         super().__init__(head)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # its violations, not its text, travel back from a worker
+        return type(self), (self.violations,)
 
 
 # The line a bug of ours ends with (exit code 3), after its traceback; {error} is `Type: message`.

@@ -174,7 +174,7 @@ def _pickled_error(exc: BaseException, cap: int | None) -> bytes:
         pickle.loads(payload)  # an exception whose __init__ takes other arguments does not come back
         return payload
     except Exception:
-        kind = UsageError if isinstance(exc, (AimespecError, ValueError)) else RuntimeError
+        kind = UsageError if isinstance(exc, UsageError) else RuntimeError  # only a usage error is the user's
         return pickle.dumps((False, kind(str(exc) if kind is UsageError else f"{type(exc).__name__}: {exc}"), text))
 
 
