@@ -15,6 +15,7 @@ from beartype.door import is_bearable
 from aimespec.core.config import AimeConfig
 from aimespec.core.contract import MethodContract
 from aimespec.core.dims import DictNode, Leaf, Node, Other, TupleNode, dim_names, evaluate, format_shape, is_plain
+from aimespec.core.fastcheck import plan_of
 from aimespec.core.invariants import check_value
 from aimespec.core.symbols import bound_values
 from aimespec.core.violation import Violation, ViolationKind
@@ -100,25 +101,43 @@ class CallChecker:
         self.contract = contract
         self.cfg = cfg
         self.values = values
+        self._initial = initial
+        self._vouched: Mapping[str, Any] | None = None  # arguments the fast path found to hold
         self.bindings = Bindings(cfg, contract.free_symbols(), initial)
 
     # --- public steps -------------------------------------------------------------------
     def check_inputs(self, arguments: Mapping[str, Any]) -> list[Violation]:
-        found: list[Violation] = []
+        self._bind_int_arguments(arguments)
+        roots = [(p.node, arguments.get(p.name), p.name in arguments) for p in self.contract.params]
+        if plan_of(self.contract).holds(roots, self.bindings.values, self.bindings.free, self.values):
+            self._vouched = arguments  # they hold: no message to build (fastcheck.py)
+            return []
+        return self._inputs_in_full(arguments)
+
+    def check_outputs(self, result: Any) -> list[Violation]:
+        if plan_of(self.contract).holds([(self.contract.returns, result, True)], self.bindings.values,
+                                        self.bindings.free, self.values):
+            return []
+        if self._vouched is not None:  # the inputs took the fast path: bind them as the full validator does
+            arguments, self._vouched = self._vouched, None
+            self.bindings = Bindings(self.cfg, self.contract.free_symbols(), self._initial)
+            self._bind_int_arguments(arguments)
+            self._inputs_in_full(arguments)
+        return self._check_nodes(list(_walk(self.contract.returns, result)))
+
+    def _bind_int_arguments(self, arguments: Mapping[str, Any]) -> None:
         for p in self.contract.params:  # integer arguments (n_samples) bind their symbol
             if isinstance(p.node, Other):
                 v = arguments.get(p.name, p.default)
                 if isinstance(v, int) and not isinstance(v, bool):
                     self.bindings.values[p.name] = v
+
+    def _inputs_in_full(self, arguments: Mapping[str, Any]) -> list[Violation]:
         pairs: list[tuple[Node, Any, bool]] = []
         for p in self.contract.params:
             present = p.name in arguments
             pairs.extend(_walk(p.node, arguments.get(p.name), present))
-        found += self._check_nodes(pairs)
-        return found
-
-    def check_outputs(self, result: Any) -> list[Violation]:
-        return self._check_nodes(list(_walk(self.contract.returns, result)))
+        return self._check_nodes(pairs)
 
     # --- internals ------------------------------------------------------------------------
     def _check_nodes(self, nodes: list[tuple[Node, Any, bool]]) -> list[Violation]:

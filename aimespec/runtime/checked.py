@@ -32,6 +32,7 @@ def checked(ref: str, *, view: Callable[[Any], Any] | None = None) -> Callable[[
         sig = inspect.signature(fn)
         self_name = next(iter(sig.parameters))
         contract_of = functools.cache(lambda: resolve(ref))  # resolved at the first checked call
+        bind = _binder(sig, self_name)
 
         @functools.wraps(fn)
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -40,10 +41,7 @@ def checked(ref: str, *, view: Callable[[Any], Any] | None = None) -> Callable[[
             if mode == "off" and not observers:
                 return fn(self, *args, **kwargs)
             contract = contract_of()
-            bound = sig.bind(self, *args, **kwargs)
-            bound.apply_defaults()
-            arguments = dict(bound.arguments)
-            arguments.pop(self_name)
+            arguments = bind(self, args, kwargs)
             if mode == "off":
                 result = fn(self, *args, **kwargs)
             else:
@@ -64,6 +62,42 @@ def checked(ref: str, *, view: Callable[[Any], Any] | None = None) -> Callable[[
         return wrapper  # type: ignore[return-value]
 
     return deco
+
+
+def _binder(sig: inspect.Signature, self_name: str) -> Callable[[Any, tuple, dict], dict[str, Any]]:
+    """The call's arguments by name, defaults applied, without `self`: what `sig.bind` gives, in a
+    few dict operations for the usual signature (named parameters); `sig.bind` itself for the rest
+    and for any call it would reject (it raises the TypeError Python would)."""
+    params = list(sig.parameters.values())[1:]
+    plain = all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
+    names = tuple(p.name for p in params)
+    defaults = {p.name: p.default for p in params if p.default is not p.empty}
+
+    def full(self: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
+        bound = sig.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        arguments.pop(self_name)
+        return arguments
+
+    def fast(self: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
+        if len(args) > len(names):
+            return full(self, args, kwargs)
+        arguments = dict(zip(names, args, strict=False))  # fewer args than names: defaults below
+        for key, value in kwargs.items():
+            if key in arguments or key not in names:
+                return full(self, args, kwargs)
+            arguments[key] = value
+        if len(arguments) < len(names):
+            for name in names:
+                if name not in arguments:
+                    if name not in defaults:
+                        return full(self, args, kwargs)
+                    arguments[name] = defaults[name]
+            arguments = {name: arguments[name] for name in names}  # signature order, as bind gives
+        return arguments
+
+    return fast if plain else full
 
 
 __all__ = ["ENV_VAR", "MODES", "checked", "checking", "current_mode", "observing"]
