@@ -52,7 +52,8 @@ class Simplex(Invariant):
             return "holds NaN or Inf"
         if low < -self.atol:
             return f"must be non-negative (a probability), but its minimum is {low:.4g}"
-        err = (v.sum(dim=axes) - 1).abs().max().item()
+        sum_low, sum_high = _extrema(v.sum(dim=axes))
+        err = max(sum_high - 1, 1 - sum_low)  # the largest |sum - 1|, from one more pass
         if err > self.atol:
             return f"must sum to 1 over {self._over_text()}, but the largest |sum - 1| is {err:.4g}"
         return None
