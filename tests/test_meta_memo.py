@@ -179,7 +179,7 @@ def test_factory_calls_without_device_stay_on_meta_and_the_meta_object_is_built_
     path = tmp_path / "model.py"
     path.write_text(MODEL)
     cfg = AimeConfig()
-    report = check(path, cfg, examples=3)
+    report = check(path, cfg, examples=3, isolate=False)  # in this process: its module is readable here
     assert report.ok, report.to_json()
     module = _module_of(path)
     assert module.BUILT.count("meta") == 1  # one meta object serves every (B, T)
@@ -193,7 +193,7 @@ CHECK_WITHOUT_DYNAMO = textwrap.dedent('''
     from aimespec.commands.check import check
     from aimespec.runtime.meta_device import _MARK, _disable_dynamo_targets
 
-    report = check(None, AimeConfig.small(), examples=1)
+    report = check(None, AimeConfig.small(), examples=1, isolate=False)  # the meta passes run in this process
     marked = [fn for fn in _disable_dynamo_targets() if getattr(fn, _MARK, None) is fn]
     print(json.dumps({"ok": report.ok, "dynamo": "torch._dynamo" in sys.modules,
                       "targets": len(_disable_dynamo_targets()), "left_marked": len(marked)}))
