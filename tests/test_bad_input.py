@@ -161,6 +161,13 @@ def test_5_trace_stops_a_forward_pass_hung_in_c_code(tmp_path):
     assert "could not be interrupted" in pure_json(run)["error"]
 
 
+def test_5_a_model_that_closes_the_workers_channel_and_hangs_is_stopped(tmp_path):
+    report = check(rgb(tmp_path, "os.closerange(3, 4096); time.sleep(1000)"), CFG, examples=0, timeout=1)
+    assert not report.ok
+    (finding,) = report.findings
+    assert finding.violation.message.startswith("the model's code closed the worker process's channel to aimespec")
+
+
 # --- memory ---------------------------------------------------------------------------------------------
 def test_an_allocation_past_max_memory_is_a_finding_naming_the_size(tmp_path):
     run = cli("check", str(rgb(tmp_path, "torch.empty(64 << 30, dtype=torch.uint8).fill_(1)")), "--json",

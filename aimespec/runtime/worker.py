@@ -43,6 +43,7 @@ LOST_EXIT = "ended the worker process with exit status {status} ({hint})"
 LOST_SIGNAL = "crashed the worker process with {name} ({hint})"
 LOST_TIMEOUT = ("did not return within {seconds:g} s and could not be interrupted (a hang in C code): "
                 "the worker process was stopped")
+LOST_PIPE = "closed the worker process's channel to aimespec and did not exit: the worker process was stopped"
 MEMORY = "{failure} in the worker process, whose memory is capped at {cap} (--max-memory)"
 _SIGNAL_HINTS = {
     signal.SIGSEGV: "a segmentation fault in C code, e.g. an extension or ctypes",
@@ -218,8 +219,10 @@ def _parent(pid: int, fd: int, timeout: float, cap: int | None) -> Any:
     except BaseException:
         _kill(pid)
         raise
-    _, status = os.waitpid(pid, 0)
+    status = _reap(pid, time.monotonic() + (GRACE if result is not None else timeout + GRACE))
     if result is None:
+        if status is None:
+            raise WorkerLost(LOST_PIPE, current, stopped=True)
         raise WorkerLost(_describe(status), current)
     ok, value, text = result
     if ok:
@@ -245,6 +248,18 @@ def _messages(buffer: bytearray) -> Iterator[tuple[bytes, bytes]]:
         tag, payload = bytes(buffer[:1]), bytes(buffer[9:9 + size])
         del buffer[:9 + size]
         yield tag, payload
+
+
+def _reap(pid: int, until: float) -> int | None:
+    """The child's exit status; None when it closed its pipe but lived on past `until` (it is killed)."""
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() > until:
+            _kill(pid)
+            return None
+        time.sleep(0.01)
 
 
 def _kill(pid: int) -> None:
