@@ -39,6 +39,8 @@ def cli(*args: str, input: str | None = None) -> Run:
         except BaseException:  # a crash of ours: what the console script would show as a traceback
             sys.stderr.write(traceback.format_exc())
             code = 3
+        sys.stdout.flush()
+        sys.stderr.flush()  # what main() wrote to the isolation's text wrappers
         return Run(code, out.getvalue().decode(errors="replace"), err.getvalue().decode(errors="replace"))
 
 

@@ -349,3 +349,22 @@ def test_10_explain_a_megabyte_of_traceback_reads_its_end():
     assert "characters read" in document["explanation"]
     one_line = cli("diagnose", "--explain", "x" * 1_000_000, "--json")  # one long line: no quadratic regex
     assert one_line.code == 0, one_line
+
+
+def test_every_command_says_bad_options_in_one_sentence(run_dir, tmp_path):
+    data, out = str(run_dir["data"]), str(tmp_path / "out")
+    rows = [
+        (["collect", "--env", "", "--out", str(tmp_path / "x.npz")], "unknown dm_control task ''"),
+        (["collect", "--env", "walker-walk", "--size", "0", "--out", str(tmp_path / "x.npz")], "--size"),
+        (["train", "--data", data, "--out", out, "--seed", str(10**24)], "--seed"),
+        (["train", "--data", data, "--out", out, "--set", "latent_dim=1000000000"], "latent_dim: must be at most"),
+        (["train", "--data", str(tmp_path / "missing.npz"), "--out", out], "does not exist"),
+        (["train", "--data", data, "--out", out, "--env", ""], "unknown dm_control task ''"),
+        (["diagnose", "9"], "errors 1 to 5"),
+        (["check", str(tmp_path)], "is a directory"),
+        (["trace", str(tmp_path / "missing.py")], "does not exist"),
+        (["spec", "--config", str(tmp_path)], "is not a readable file"),
+    ]
+    for args, needle in rows:
+        one_sentence(cli(*args), 2, needle)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "x.npz").exists()

@@ -156,7 +156,7 @@ def test_5_trace_stops_a_forward_pass_hung_in_c_code(tmp_path):
     path.write_text("import signal, ctypes\n" + path.read_text().replace(
         "ref = super()", "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM}); ctypes.CDLL(None).sleep(999)\n"
                          "        ref = super()"))
-    run = cli("trace", str(path), "--json", "--timeout", "1", *SMALL)
+    run = cli("trace", str(path), "--json", "--timeout", "5", *SMALL)  # building the model may take a while
     assert run.code == 1, run
     assert "could not be interrupted" in pure_json(run)["error"]
 
