@@ -44,7 +44,7 @@ def _side(tree: Path) -> tuple[dict[str, str], Path]:
     return env, tree
 
 
-def processes(before: Path, reps: int) -> dict[str, Any]:
+def processes(before: Path, reps: int, no_probes: bool = False) -> dict[str, Any]:
     sides = {"before": _side(before), "after": _side(ROOT)}
     aimespec = [sys.executable, "-m", "aimespec.cli"]
     runs = {
@@ -52,6 +52,9 @@ def processes(before: Path, reps: int) -> dict[str, Any]:
         "check_user_model": [*aimespec, "check", "examples/user_model.py", "--json"],
         "explain": [*aimespec, "diagnose", "--explain", EXPLAIN, "--json"],
     }
+    if no_probes:  # this checkout's check without the config probe (a second whole check; probes came after)
+        runs["check_reference_no_probes"] = [*runs["check_reference"], "--no-vary-config"]
+        runs["check_user_model_no_probes"] = [*runs["check_user_model"], "--no-vary-config"]
     raw: dict[str, dict[str, list[tuple[float, float]]]] = {s: {k: [] for k in runs} for s in sides}
     torch_runs: list[tuple[float, float]] = []
     for rep in range(reps):
@@ -59,6 +62,8 @@ def processes(before: Path, reps: int) -> dict[str, Any]:
         order = list(sides) if rep % 2 == 0 else list(sides)[::-1]
         for name, cmd in runs.items():
             for side in order:
+                if side == "before" and name.endswith("_no_probes"):
+                    continue  # the old code has no --no-vary-config (nor probes)
                 env, cwd = sides[side]
                 raw[side][name].append(_timed(cmd, env, cwd))
     torch_wall = statistics.median(w for w, _ in torch_runs)
@@ -67,6 +72,8 @@ def processes(before: Path, reps: int) -> dict[str, Any]:
     for side, figures in raw.items():
         out[side] = {}
         for name, samples in figures.items():
+            if not samples:
+                continue
             wall = statistics.median(w for w, _ in samples)
             out[side][f"{name}_process_s"] = wall
             out[side][f"{name}_process_cpu_s"] = statistics.median(c for _, c in samples)
@@ -95,10 +102,13 @@ def main() -> None:
     parser.add_argument("--before-commit", help="its commit, when the checkout is no git tree")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--no-checking", action="store_true", help="skip bench_checking.py (minutes)")
+    parser.add_argument("--no-probes-too", action="store_true",
+                        help="also time this checkout's check with --no-vary-config (no config probe)")
     args = parser.parse_args()
     before = args.before.resolve()
     doc: dict[str, Any] = {"benchmark": "before/after", "before_commit": args.before_commit or commit(before),
-                           "after_commit": commit(ROOT), "processes": processes(before, args.reps)}
+                           "after_commit": commit(ROOT), "threads": os.environ.get("OMP_NUM_THREADS"),
+                           "processes": processes(before, args.reps, args.no_probes_too)}
     if not args.no_checking:
         doc["checking"] = checking(before)
     json.dump(doc, sys.stdout, indent=2)
