@@ -11,6 +11,7 @@ from aimespec.core.config import AimeConfig
 from aimespec.core.errors import (
     AimespecError,
     ConfigError,
+    ContractError,
     ContractNotFound,
     ContractViolation,
     InputError,
@@ -18,6 +19,7 @@ from aimespec.core.errors import (
 )
 from aimespec.core.files import OutputError, disk_reason, output_file, output_folder, replace_into
 from aimespec.core.limits import allocation_failure, device_name, seed_value, timeout_seconds
+from aimespec.core.paths import examples_path
 from aimespec.core.symbols import SYMBOLS, Kind, Symbol, symbol_values
 from aimespec.core.version import __version__
 from aimespec.core.violation import Violation, ViolationKind
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from aimespec.core.contract import Contract, contract_names, invariants, resolve
     from aimespec.core.implements import implements
     from aimespec.core.invariants import Causal, FiniteLoss, InRange, IntRange, Invariant, Positive, Simplex, Stateful
+    from aimespec.core.user_symbols import symbol
     from aimespec.runtime.checked import checked
     from aimespec.runtime.hold import CallInputs, hold, make_inputs
 
@@ -39,10 +42,12 @@ _LAZY = {
                                  "Stateful"),
     "aimespec.runtime.checked": ("checked",),
     "aimespec.runtime.hold": ("CallInputs", "hold", "make_inputs"),
+    "aimespec.core.user_symbols": ("symbol",),
 }
 _LAZY_HOME = {name: module for module, names in _LAZY.items() for name in names}
 
-for _exc in (AimespecError, ConfigError, ContractNotFound, ContractViolation, InputError, OutputError, UsageError):
+for _exc in (AimespecError, ConfigError, ContractError, ContractNotFound, ContractViolation, InputError, OutputError,
+             UsageError):
     _exc.__module__ = "aimespec"  # tracebacks name the public path: aimespec.ContractViolation
 del _exc
 
@@ -88,6 +93,7 @@ __all__ = [
     "Causal",
     "ConfigError",
     "Contract",
+    "ContractError",
     "ContractNotFound",
     "ContractViolation",
     "FiniteLoss",
@@ -113,6 +119,7 @@ __all__ = [
     "current_mode",
     "device_name",
     "disk_reason",
+    "examples_path",
     "hold",
     "implements",
     "invariants",
@@ -124,6 +131,7 @@ __all__ = [
     "replace_into",
     "resolve",
     "seed_value",
+    "symbol",
     "symbol_values",
     "timeout_seconds",
 ]

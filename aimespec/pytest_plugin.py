@@ -6,6 +6,10 @@
   `aimespec_packages`) get jaxtyping's import hook with beartype, so that every jaxtyping
   annotation in them is checked at runtime during the session.
 
+The closing summary lists every test that failed on a contract: a `ContractViolation`, a
+jaxtyping/beartype `TypeCheckError`, or an `aimespec.hold(...)` that returned violations
+(with the first violation's message).
+
 Enable it per run (`pytest --aimespec`) or for a project (`[tool.pytest.ini_options] aimespec = true`).
 """
 
@@ -91,12 +95,39 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     return line
 
 
+HOLD_PROPERTY = "aimespec_hold"  # user_properties key: the messages of hold()'s violations in a test
+CONTRACT_ERRORS = ("ContractViolation", "TypeCheckError")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    if not _enabled(item.config):
+        yield
+        return
+    from aimespec.runtime.hold import watching_holds
+
+    messages: list[str] = []
+    with watching_holds(lambda found: messages.extend(v.message for v in found)):
+        yield
+    if messages:
+        item.user_properties.append((HOLD_PROPERTY, messages[0]))  # travels with the report (xdist too)
+
+
+def _contract_failure(report: pytest.TestReport) -> str | None:
+    """The line the summary shows for a test that failed on a contract, or None."""
+    held = [value for key, value in report.user_properties if key == HOLD_PROPERTY]
+    if held:
+        return f"{report.nodeid}: hold found {held[0]}"
+    text = str(report.longrepr)
+    return report.nodeid if any(name in text for name in CONTRACT_ERRORS) else None
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     if not _enabled(config):
         return
     failed = terminalreporter.stats.get("failed", [])
-    hits = [r.nodeid for r in failed if "ContractViolation" in str(r.longrepr) or "TypeCheckError" in str(r.longrepr)]
+    hits = [line for line in map(_contract_failure, failed) if line is not None]
     if hits:
         terminalreporter.write_sep("=", f"aimespec: {len(hits)} test(s) failed on a contract")
-        for nodeid in hits:
-            terminalreporter.write_line(f"  {nodeid}")
+        for line in hits:
+            terminalreporter.write_line(f"  {line}")

@@ -1,18 +1,25 @@
-"""Hypothesis strategies that draw valid inputs for any contract over random B and T.
+"""Hypothesis strategies that draw valid inputs for any contract over random B and T, and configs.
 
-    from hypothesis import given
+    from hypothesis import given, strategies as st
     from aimespec import strategies as ast
 
     @given(ast.inputs("DPGMMPrior.forward", cfg))
     def test_my_prior(call):
         out = my_prior(*call.args)
-        assert aimespec.hold(my_prior, ...) == []
+
+    @given(cfg=ast.configs(RewardConfig.small(), n_bins=st.integers(2, 64)), B=ast.batch_sizes(1, 8))
+    def test_reward_head(cfg, B):                 # a size written as a number fails at some n_bins
+        assert aimespec.hold(RewardHead, "RewardHead.forward", cfg, B=B) == []
 """
 
+from typing import Any
+
+from hypothesis import reject
 from hypothesis import strategies as st
 
 from aimespec.core.config import AimeConfig
 from aimespec.core.contract import resolve
+from aimespec.core.errors import ConfigError
 from aimespec.runtime.hold import CallInputs, make_inputs
 
 
@@ -49,4 +56,25 @@ def inputs(
     return draw()
 
 
-__all__ = ["batch_sizes", "inputs", "seq_lens"]
+def configs(base: AimeConfig | None = None, **fields: st.SearchStrategy[Any]) -> st.SearchStrategy[AimeConfig]:
+    """Configs equal to `base` (of its class: a user's subclass too) but for `fields`, each drawn from its strategy.
+
+    `configs(RewardConfig.small(), n_bins=st.integers(2, 64), latent_dim=st.integers(1, 16))`.
+    Combinations the config refuses (an input_dim the encoder cannot reach) are not drawn.
+    """
+    base = base if base is not None else AimeConfig()
+    for name in fields:
+        base.replace(**{name: getattr(base, name)})  # an unknown field fails here, naming it, not at each draw
+
+    @st.composite
+    def draw(d: st.DrawFn) -> AimeConfig:
+        changes = {name: d(strategy) for name, strategy in fields.items()}
+        try:
+            return base.replace(**changes)
+        except ConfigError:
+            reject()
+
+    return draw()
+
+
+__all__ = ["batch_sizes", "configs", "inputs", "seq_lens"]

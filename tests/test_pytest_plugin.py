@@ -65,3 +65,46 @@ def test_ini_options(pytester, monkeypatch):
     result = pytester.runpytest_subprocess()
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*aimespec: 1 test(s) failed on a contract*"])
+
+
+HOLD_TESTS = '''
+import torch
+from torch import nn
+
+import aimespec
+
+
+class Prior(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.k = cfg.max_components
+
+    def forward(self, h, n_samples=10):
+        B = h.shape[0]
+        k = self.k
+        return {"pi": torch.full((B, k + 1), 1.0 / (k + 1)), "means": torch.zeros(B, k, 8),
+                "log_vars": torch.zeros(B, k, 8), "kumar_a": torch.ones(B, k - 1), "kumar_b": torch.ones(B, k - 1),
+                "alpha": torch.ones(B, n_samples)}
+
+
+def test_prior_holds():
+    cfg = aimespec.AimeConfig.small()
+    assert aimespec.hold(Prior, "DPGMMPrior.forward", cfg, B=2) == []
+
+
+def test_unrelated_failure():
+    assert 1 == 2
+'''
+
+
+def test_the_summary_lists_hold_failures_with_their_first_message(pytester, monkeypatch):
+    monkeypatch.setenv("AIMESPEC_CHECK", "off")
+    pytester.makepyfile(test_hold_user=HOLD_TESTS)
+    result = pytester.runpytest_subprocess("--aimespec")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines([
+        "*aimespec: 1 test(s) failed on a contract*",
+        "  test_hold_user.py::test_prior_holds: hold found DPGMMPrior.forward: pi expected [B, K] = [2, 5], "
+        "got [2, 6] (B=2 K=5)",
+    ])
+    assert "test_unrelated_failure: hold" not in result.stdout.str()

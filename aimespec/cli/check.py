@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from aimespec.cli.options import ConfigOpt, EnvOpt, JsonOpt, MaxMemoryOpt, SetOpt, VerboseOpt, load_config
+from aimespec.cli.options import ConfigOpt, EnvOpt, JsonOpt, MaxMemoryOpt, SetOpt, VerboseOpt, config_request
 from aimespec.cli.terminal import EXIT_FOUND, EXIT_OK, EXIT_USAGE, Terminal
 
 FORMATS = ("text", "json", "github")
@@ -53,7 +53,7 @@ def check(
         term.fail("choose one of --json and --format github", EXIT_USAGE)
     fmt = "json" if json_ else format_
     with term.guard():
-        cfg = load_config(config, set_, env)
+        cfg = config_request(config, set_, env)  # built with the model file's config class
         with term.quiet_stdout(fmt != "text"):  # the model's own prints must not break the JSON document
             report = run_check(path, cfg, examples=examples, seed=seed, timeout=timeout, meta=meta,
                                vary_config=vary_config, max_memory=memory_bytes(max_memory))

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from aimespec.core.config import AimeConfig, parse_overrides
+from aimespec.core.config import AimeConfig, ConfigRequest, parse_overrides
 from aimespec.core.errors import ConfigError
 
 SetOpt = Annotated[
@@ -26,15 +26,21 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document o
 
 def load_config(config: Path | None, sets: list[str] | None, env: str | None) -> AimeConfig:
     """Defaults, then --config, then --env's action_dim, then each --set."""
-    cfg = AimeConfig.load(config, ())
+    return config_request(config, sets, env).build(AimeConfig)
+
+
+def config_request(config: Path | None, sets: list[str] | None, env: str | None) -> ConfigRequest:
+    """The config options as a request: a command that loads a model file builds it with the file's config class."""
+    fixed: tuple[tuple[str, int], ...] = ()
     if env is not None:  # `--env ''` is a bad task name, not no task
         from aimespec.data import action_dim_for
 
-        cfg = cfg.replace(action_dim=action_dim_for(env))
-    if sets:
-        overrides = parse_overrides(sets)
-        if env is not None and "action_dim" in overrides and str(cfg.action_dim) != overrides["action_dim"].strip():
+        action_dim = action_dim_for(env)
+        fixed = (("action_dim", action_dim),)
+        overrides = parse_overrides(sets or [])
+        if "action_dim" in overrides and str(action_dim) != overrides["action_dim"].strip():
             raise ConfigError("action_dim", f"--set action_dim={overrides['action_dim']} contradicts --env {env}, "
-                                            f"whose action_spec() has {cfg.action_dim} actions: drop one of them")
-        cfg = AimeConfig.from_mapping({**cfg.to_dict(), **overrides}, source="--set")
-    return cfg
+                                            f"whose action_spec() has {action_dim} actions: drop one of them")
+    request = ConfigRequest(config, tuple(sets or ()), fixed)
+    request.build(AimeConfig, lenient=True)  # a bad file or value is reported before any model code runs
+    return request

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from aimespec.cli.options import ConfigOpt, EnvOpt, JsonOpt, MaxMemoryOpt, SetOpt, VerboseOpt, load_config
+from aimespec.cli.options import ConfigOpt, EnvOpt, JsonOpt, MaxMemoryOpt, SetOpt, VerboseOpt, config_request
 from aimespec.cli.terminal import EXIT_FOUND, EXIT_OK, Terminal
 
 
@@ -36,7 +36,7 @@ def trace(
 
     term = Terminal(verbose)
     with term.guard():
-        cfg = load_config(config, set_, env)
+        cfg = config_request(config, set_, env)  # built with the model file's config class
         with term.quiet_stdout(json_):  # the model's own prints must not break the JSON document
             report = run_trace(path, cfg, batch=batch, seq_len=seq_len, timeout=timeout,
                                max_memory=memory_bytes(max_memory))

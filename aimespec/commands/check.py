@@ -23,9 +23,10 @@ import torch
 from aimespec.commands import check_probes, check_timing
 from aimespec.commands.check_inside import def_line, inside_violations, is_signature_error, signature_note
 from aimespec.commands.check_report import CheckReport, ContractResult
+from aimespec.commands.coverage import check_symbol_fields, file_suggestions, unchecked_labels
 from aimespec.commands.isolate import import_model, label_of, lost_message, run_isolated
 from aimespec.commands.spec import WORLD
-from aimespec.core.config import AimeConfig
+from aimespec.core.config import AimeConfig, ConfigRequest, as_config
 from aimespec.core.contract import MethodContract, methods_of, resolve
 from aimespec.core.dims import dim_names
 from aimespec.core.errors import ContractViolation, UsageError
@@ -85,7 +86,7 @@ def example_pairs(cfg: AimeConfig, n: int, seed: int, *, cap: tuple[int, int] | 
     return pairs
 
 
-def check(path: str | Path | None, cfg: AimeConfig, *, examples: int = 3, seed: int = 0,
+def check(path: str | Path | None, cfg: AimeConfig | ConfigRequest, *, examples: int = 3, seed: int = 0,
           timeout: float | None = None, device: str | torch.device = "cpu", meta: bool = True, probes: bool = True,
           vary_config: bool = True, max_memory: int | None = None, isolate: bool = True) -> CheckReport:
     """Check a model file (None: the bundled reference model) against every contract it implements.
@@ -109,17 +110,21 @@ def check(path: str | Path | None, cfg: AimeConfig, *, examples: int = 3, seed: 
 
     def job() -> CheckReport:
         source = import_model(path, timeout)
-        engine = _Engine(source, cfg, examples, seed, float(timeout), device, meta, probes, vary_config, auto)
+        config = as_config(cfg, source.config_class)  # the file's own config class, when it has one
+        check_symbol_fields(source, config)
+        engine = _Engine(source, config, examples, seed, float(timeout), device, meta, probes, vary_config, auto)
         rows = engine.run()
-        return CheckReport(cfg, source.label, seed, engine.pairs, rows, time.perf_counter() - started,
-                           probe_config=engine.probe_config)
+        hints = [s.to_json() for s in file_suggestions(source, engine.models)]
+        return CheckReport(config, source.label, seed, engine.pairs, rows, time.perf_counter() - started,
+                           probe_config=engine.probe_config, suggestions=hints)
 
     def lost(error: WorkerLost) -> CheckReport:
         kind = ViolationKind.TIMEOUT if error.stopped else ViolationKind.EXCEPTION
         v = Violation(contract="(model file)", tensor="(process)", kind=kind, message=lost_message(error))
         row = ContractResult("(model file)", label_of(path))
         row.add(Finding(v))
-        return CheckReport(cfg, label_of(path), seed, example_pairs(cfg, examples, seed), [row],
+        shown = as_config(cfg, AimeConfig, lenient=True)  # the file's config class lives in the lost worker
+        return CheckReport(shown, label_of(path), seed, example_pairs(shown, examples, seed), [row],
                            time.perf_counter() - started)
 
     if not isolate:
@@ -148,6 +153,7 @@ class _Engine:
         self.world_pairs = example_pairs(cfg, examples, seed, cap=(cfg.batch_size, cfg.sequence_length),
                                          budget=max(frames // WORLD_BUDGET, 2))
         self.standalone: dict[tuple[type, str], ContractResult] = {}
+        self.models: list[Any] = []  # every model built (for what it holds that no contract covers)
         self.meta = meta
         self.meta_objects: dict[Any, Any] = {}  # key -> the object built on the meta device (None: it cannot be)
         # value invariants need real numbers: when shapes ran on meta, one small real call (B != T)
@@ -294,6 +300,8 @@ class _Engine:
             row.add(self._raised(mc.name, _build_kind(exc), exc, None, None))
             return [row]
         covered.add(type(model))
+        self.models.append(model)
+        row.unchecked = unchecked_labels(model)
         forward = getattr(model, "forward_sequence", None)
         if not callable(forward):
             row.add(Finding(Violation(contract=mc.name, tensor="(method)", kind=ViolationKind.MISSING,

@@ -11,6 +11,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from aimespec.commands.coverage import NOT_CHECKED, NOT_CHECKED_IN
 from aimespec.core.config import AimeConfig
 from aimespec.core.dims import format_shape
 from aimespec.explain.findings import Finding
@@ -20,8 +21,12 @@ PASS, FAIL = "✓", "✗"
 
 
 @dataclass
-class ContractResult:
-    """One contract held against one implementation (a class, build_model, or an instance inside one)."""
+class ContractResult(Mapping):
+    """One contract held against one implementation (a class, build_model, or an instance inside one).
+
+    Also a read-only mapping over its JSON row, as the report is over its document:
+    `report.results[0]["contract"]` is `report["results"][0]["contract"]`.
+    """
 
     contract: str  # "DPGMMPrior.forward" (a bare component name when its constructor raised)
     implementation: str  # "MyPrior", "build_model", "build_model → prior (MyPrior)"
@@ -31,6 +36,7 @@ class ContractResult:
     examples: list[tuple[int, int]] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     probes: dict[str, str] = field(default_factory=dict)  # probe name -> "ok" | "failed" | "skipped: <reason>"
+    unchecked: list[str] | None = None  # a built model's submodules that implement no contract
 
     @property
     def ok(self) -> bool:
@@ -45,6 +51,15 @@ class ContractResult:
         self.findings.append(finding)
         return finding
 
+    def __getitem__(self, key: str) -> Any:
+        return self.to_json()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_json())
+
+    def __len__(self) -> int:
+        return len(self.to_json())
+
     def note_example(self, B: int, T: int) -> None:
         if (B, T) not in self.examples:
             self.examples.append((B, T))
@@ -55,6 +70,7 @@ class ContractResult:
             "violations": [f.to_json(tracebacks=tracebacks) for f in self.findings],
             "checked_in": self.checked_in, "file": self.file, "calls": self.calls,
             "examples": [list(p) for p in self.examples], "probes": dict(self.probes),
+            **({"unchecked": list(self.unchecked)} if self.unchecked is not None else {}),
         }
 
 
@@ -74,6 +90,7 @@ class CheckReport(Mapping):
     seconds: float = 0.0
     verbose: bool = False
     probe_config: dict[str, Any] | None = None  # the config probe's second config (the fields it changed)
+    suggestions: list[dict[str, str]] = field(default_factory=list)  # classes that read like a contract
 
     @property
     def ok(self) -> bool:
@@ -100,6 +117,7 @@ class CheckReport(Mapping):
             "seed": self.seed, "examples": [list(p) for p in self.examples], "seconds": round(self.seconds, 3),
             "results": [r.to_json(tracebacks=tracebacks) for r in self.results],
             "probe_config": _plain(self.probe_config),
+            "suggestions": list(self.suggestions),
         }
 
     # --- rendering -------------------------------------------------------------------------
@@ -111,7 +129,7 @@ class CheckReport(Mapping):
         parts = ["aimespec check"]
         if self.source != "reference_model":
             parts.append(self.source)
-        defaults = AimeConfig()
+        defaults = type(self.cfg)()
         cfg = self.cfg.replace(**changes) if changes else self.cfg
         for f in dataclasses.fields(cfg):
             value, default = getattr(cfg, f.name), getattr(defaults, f.name)
@@ -132,6 +150,14 @@ class CheckReport(Mapping):
 
             line += f"; the config probe rebuilt every component at {shown_widths(self.probe_config)}"
         return line
+
+    def coverage_lines(self) -> list[str]:
+        """One line per built model with submodules no contract covers, then one per hint."""
+        models = [r for r in self.results if r.unchecked]
+        lines = [NOT_CHECKED.format(modules=", ".join(r.unchecked or ())) if len(models) == 1 else
+                 NOT_CHECKED_IN.format(model=r.implementation, modules=", ".join(r.unchecked or ()))
+                 for r in models]
+        return lines + [f"hint: {s['hint']}" for s in self.suggestions]
 
     def summary(self) -> str:
         failed = [r for r in self.results if not r.ok]
@@ -160,6 +186,7 @@ class CheckReport(Mapping):
             verdict = Text(PASS, style="green") if r.ok else Text(f"{FAIL} {len(r.findings)}", style="bold red")
             table.add_row(r.contract, r.implementation, plural(r.calls, "call"), verdict)
         parts: list[Any] = [header, table]
+        parts += [Text(line, style="yellow") for line in self.coverage_lines()]
         if any(r.probes for r in self.results):
             parts.append(Text(self.probe_summary(), style="dim"))
         for r in self.results:

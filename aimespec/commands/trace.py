@@ -22,7 +22,7 @@ from rich.tree import Tree
 
 from aimespec.commands.isolate import import_model, label_of, lost_message, run_isolated
 from aimespec.commands.spec import KEY_TENSORS, WORLD, key_tensor_leaves
-from aimespec.core.config import AimeConfig
+from aimespec.core.config import AimeConfig, ConfigRequest, as_config
 from aimespec.core.contract import resolve
 from aimespec.core.dims import format_shape
 from aimespec.core.errors import UsageError
@@ -178,35 +178,41 @@ def _shape_line(role: str, name: str, symbolic: str, shape: list[int] | None) ->
     return Text(f"{role} {name} {symbolic} = {concrete}" if symbolic else f"{role} {name} = {concrete}")
 
 
-def trace(path: str | Path | None, cfg: AimeConfig, batch: int | None = None, seq_len: int | None = None, *,
-          seed: int = 0, timeout: float = 60.0, max_memory: int | None = None, isolate: bool = True) -> TraceReport:
+def trace(path: str | Path | None, cfg: AimeConfig | ConfigRequest, batch: int | None = None,
+          seq_len: int | None = None, *, seed: int = 0, timeout: float = 60.0, max_memory: int | None = None,
+          isolate: bool = True) -> TraceReport:
     """Run one forward pass of the file's model (None: the reference model) and record every component call.
 
     The result is held to `forward_sequence`'s contract (shapes and value invariants): a violation
     makes the report fail. With `isolate` the model runs in a worker process (see `check`).
     """
-    B = cfg.batch_size if batch is None else batch
-    T = cfg.sequence_length if seq_len is None else seq_len
+    shown = as_config(cfg, AimeConfig, lenient=True)  # the file's own config class is known in the worker
+    B = shown.batch_size if batch is None else batch
+    T = shown.sequence_length if seq_len is None else seq_len
     for name, value in (("--batch", B), ("--seq-len", T)):
         count(value, name)
     timeout = timeout_seconds(timeout)
     seed = seed_value(seed)
     if not isolate:
-        return _trace(path, cfg, B, T, seed, timeout)
+        return _trace(path, cfg, batch, seq_len, seed, timeout)
 
     def lost(error: WorkerLost) -> TraceReport:
-        report = TraceReport(cfg, label_of(path), B, T, [], {row: None for row, *_ in KEY_TENSORS},
+        report = TraceReport(shown, label_of(path), B, T, [], {row: None for row, *_ in KEY_TENSORS},
                              error=lost_message(error))
-        report.tensors.update(Observations=[B, T, cfg.image_channels, cfg.input_dim, cfg.input_dim],
-                              Actions=[B, T, cfg.action_dim])
+        report.tensors.update(Observations=[B, T, shown.image_channels, shown.input_dim, shown.input_dim],
+                              Actions=[B, T, shown.action_dim])
         return report
 
-    return run_isolated(lambda: _trace(path, cfg, B, T, seed, timeout), path, timeout=timeout,
+    return run_isolated(lambda: _trace(path, cfg, batch, seq_len, seed, timeout), path, timeout=timeout,
                         max_memory=max_memory, lost=lost)
 
 
-def _trace(path: str | Path | None, cfg: AimeConfig, B: int, T: int, seed: int, timeout: float) -> TraceReport:
+def _trace(path: str | Path | None, cfg: AimeConfig | ConfigRequest, batch: int | None, seq_len: int | None,
+           seed: int, timeout: float) -> TraceReport:
     source = import_model(path, timeout)
+    cfg = as_config(cfg, source.config_class)  # the file's own config class, when it has one
+    B = count(cfg.batch_size if batch is None else batch, "--batch")
+    T = count(cfg.sequence_length if seq_len is None else seq_len, "--seq-len")
     factory: Any = source.build_model
     if factory is None:
         worlds = source.world_components()

@@ -8,8 +8,10 @@ import dataclasses
 import functools
 import json
 import math
+import sys
 import tomllib
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,12 +22,39 @@ from aimespec.core.limits import MAX_SIZE
 RGB_AGGREGATIONS = ("norm_weighted", "mean")
 MAX_STAGES = 16  # stages of a channel list (2**16 pixels of input already)
 TOO_LARGE = "must be at most {most} (a size beyond any model that fits in memory), got {value}"
-_MAY_BE_ZERO = frozenset({"warmup_epochs"})  # counts that may be 0; every size must be >= 1
+UNKNOWN_KEY = "is not a config key; see `aimespec spec` for the keys"
 
 
 @dataclass(frozen=True)
 class AimeConfig:
-    """The AIME world model's configuration (seed: `VRNN/dpgmm_stickbreaking_prior_vrnn.py:698-732`)."""
+    """The AIME world model's configuration (seed: `VRNN/dpgmm_stickbreaking_prior_vrnn.py:698-732`).
+
+    A user's model adds its own fields in a subclass (a frozen dataclass, made one if the
+    `@dataclass(frozen=True)` is left out); `--set`, `--config` and `spec` then accept them:
+
+        class RewardConfig(AimeConfig):
+            n_bins: int = 51
+
+    Integer fields are sizes (>= 1) unless named in `zero_ok`; tuple fields take any sequence.
+    """
+
+    zero_ok = frozenset({"warmup_epochs"})  # counts that may be 0 (no annotation: not a field)
+
+    def __reduce__(self) -> Any:
+        """A user's config class crosses processes as its fields: the parent never imports the model file."""
+        cls = type(self)
+        if cls is AimeConfig:
+            return object.__reduce__(self)
+        base = {f.name for f in dataclasses.fields(AimeConfig)}
+        extra = tuple((f.name, _hints(cls)[f.name], f.default) for f in dataclasses.fields(self) if f.name not in base)
+        return _restore, (cls.__module__, cls.__qualname__, extra, cls.zero_ok, self.to_dict())
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "AimeConfig":
+        names = {f.name for f in config_fields(cls)}
+        for key in kwargs:  # an unknown keyword is a ValueError naming it, like every config error
+            if key not in names:
+                raise UnknownConfigKey(key, UNKNOWN_KEY)
+        return super().__new__(cls)
 
     # --- the seed's keys, spelled and defaulted as in the seed -------------------------
     max_components: int = 15  # K: maximum DPGMM mixture components
@@ -73,18 +102,21 @@ class AimeConfig:
     rgb_lr: float = 0.2  # inner step size
 
     def __post_init__(self) -> None:
-        hints = typing.get_type_hints(type(self))
+        hints = _hints(type(self))
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             kind = hints[f.name]
+            if kind == tuple[int, ...] and isinstance(value, Sequence) and not isinstance(value, (str, tuple)):
+                value = tuple(value)  # [8, 16] from Python, as from TOML
+                object.__setattr__(self, f.name, value)
             if kind is bool:
                 if not isinstance(value, bool):
                     raise ConfigError(f.name, f"must be true or false, got {value!r}")
             elif kind is int:
                 if isinstance(value, bool) or not isinstance(value, int):
                     raise ConfigError(f.name, f"must be an integer, got {value!r}")
-                if value < (0 if f.name in _MAY_BE_ZERO else 1):
-                    expected = "a non-negative" if f.name in _MAY_BE_ZERO else "a positive"
+                if value < (0 if f.name in self.zero_ok else 1):
+                    expected = "a non-negative" if f.name in self.zero_ok else "a positive"
                     raise ConfigError(f.name, f"must be {expected} integer, got {value}")
                 if value > MAX_SIZE:
                     raise ConfigError(f.name, TOO_LARGE.format(most=MAX_SIZE, value=_short(value)))
@@ -217,8 +249,8 @@ class AimeConfig:
     @classmethod
     def from_mapping(cls, values: dict[str, Any], *, source: str = "config") -> "AimeConfig":
         """Build from a mapping of field names to values (strings are parsed by field type)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        hints = typing.get_type_hints(cls)
+        known = {f.name for f in config_fields(cls)}
+        hints = _hints(cls)
         kwargs: dict[str, Any] = {}
         for key, raw in values.items():
             if key not in known:
@@ -240,21 +272,79 @@ class AimeConfig:
         return cls.from_mapping(values, source=str(config_file) if config_file else "--set")
 
 
-def _reject_unknown_keys(init: Any) -> Any:
-    """Wrap the dataclass __init__: an unknown keyword is a ValueError naming it, like every config error."""
-    names = frozenset(f.name for f in dataclasses.fields(AimeConfig))
-
-    @functools.wraps(init)
-    def __init__(self: AimeConfig, *args: Any, **kwargs: Any) -> None:
-        for key in kwargs:
-            if key not in names:
-                raise UnknownConfigKey(key, "is not a config key; see `aimespec spec` for the keys")
-        init(self, *args, **kwargs)
-
-    return __init__
+def _restore(module: str, qualname: str, extra: tuple, zero_ok: frozenset[str], values: dict[str, Any]) -> AimeConfig:
+    """Unpickle a config: its own class when that module is loaded here, else a stand-in with the same fields."""
+    cls = getattr(sys.modules.get(module), qualname, None)
+    if not (isinstance(cls, type) and issubclass(cls, AimeConfig)):
+        cls = _stand_in(module, qualname, extra, zero_ok)
+    obj = object.__new__(cls)
+    hints = _hints(cls)
+    for name, value in values.items():  # the worker validated them; lists back to tuples
+        object.__setattr__(obj, name, tuple(value) if hints.get(name) == tuple[int, ...] else value)
+    return obj
 
 
-AimeConfig.__init__ = _reject_unknown_keys(AimeConfig.__init__)  # type: ignore[method-assign]
+@functools.cache
+def _stand_in(module: str, qualname: str, extra: tuple, zero_ok: frozenset[str]) -> type[AimeConfig]:
+    fields = [(name, kind, dataclasses.field(default=default)) for name, kind, default in extra]
+    cls = dataclasses.make_dataclass(qualname.rpartition(".")[2], fields, bases=(AimeConfig,), frozen=True,
+                                     namespace={"zero_ok": zero_ok})
+    cls.__module__ = module
+    return cls
+
+
+def config_fields(cls: type[AimeConfig]) -> tuple[dataclasses.Field, ...]:
+    """The fields of a config class; a subclass written without `@dataclass(frozen=True)` becomes one here."""
+    if "__dataclass_fields__" not in cls.__dict__ and "__annotations__" in cls.__dict__:
+        dataclass(frozen=True)(cls)  # its own annotations are fields (the decorator is optional)
+    return dataclasses.fields(cls)
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+@dataclass(frozen=True)
+class ConfigRequest:
+    """A config not built yet: `--config FILE`, `--set` items and values fixed before (`--env`).
+
+    A model file may define its own config class, known only once the file is loaded: the
+    command builds the request with that class (`build(cls)`), so that `--set n_bins=51`
+    reaches a user's own field.
+    """
+
+    file: str | Path | None = None
+    overrides: tuple[str, ...] = ()
+    fixed: tuple[tuple[str, Any], ...] = ()  # e.g. (("action_dim", 21),) from --env
+
+    def build(self, cls: "type[AimeConfig]" = AimeConfig, *, lenient: bool = False) -> "AimeConfig":
+        """The config of class `cls`; `lenient` leaves out keys `cls` lacks (checking the rest early)."""
+        known = {f.name for f in config_fields(cls)}
+        values: dict[str, Any] = {}
+        for label, items in ((str(self.file), load_config_file(self.file) if self.file else {}),
+                             ("--set", parse_overrides(self.overrides))):
+            for key in list(items):
+                if key not in known and lenient:
+                    del items[key]
+                elif key not in known:
+                    raise ConfigError(key, f"is not a config key ({label}); see `aimespec spec` for the keys")
+            values.update(items)
+            if label != "--set":
+                values.update(self.fixed)
+        return cls.from_mapping(values, source="--set" if self.overrides else str(self.file or "config"))
+
+
+def as_config(cfg: "AimeConfig | ConfigRequest", cls: "type[AimeConfig]", *, lenient: bool = False) -> "AimeConfig":
+    """The config a model file is checked at: a request built with its class, a base config lifted to it.
+
+    `lenient` leaves out the keys `cls` lacks (the parent process's view of a user's config).
+    """
+    if isinstance(cfg, ConfigRequest):
+        return cfg.build(cls, lenient=lenient)
+    if isinstance(cfg, cls) or not issubclass(cls, type(cfg)):
+        return cfg
+    return cls.from_mapping(cfg.to_dict())  # AimeConfig() given for a file with its own config: defaults added
 
 
 def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict[str, str]:
@@ -290,7 +380,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
 
 def _coerce(key: str, kind: Any, raw: Any) -> Any:
     if not isinstance(raw, str):
-        if kind == tuple[int, ...] and isinstance(raw, list):
+        if kind == tuple[int, ...] and isinstance(raw, Sequence):
             return tuple(raw)
         if kind is float and isinstance(raw, int) and not isinstance(raw, bool):
             return float(raw)
@@ -328,4 +418,4 @@ def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-__all__ = ["AimeConfig", "load_config_file", "parse_overrides"]
+__all__ = ["AimeConfig", "ConfigRequest", "as_config", "config_fields", "load_config_file", "parse_overrides"]

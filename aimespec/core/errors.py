@@ -29,6 +29,14 @@ class ConfigError(UsageError, ValueError):
         return type(self), (self.field, self.problem)
 
 
+class ContractError(UsageError, TypeError):
+    """A contract (or a symbol) that cannot be defined as written: raised when its class is defined.
+
+    An unknown symbol in an annotation (a typo), an invariant naming no tensor of its method,
+    or a contract name that is already taken.
+    """
+
+
 class UnknownConfigKey(ConfigError, TypeError):
     """A keyword that is not a config field (a TypeError too, as Python's own would be)."""
 

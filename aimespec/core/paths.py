@@ -17,3 +17,10 @@ def _display(path: str, cwd: str) -> str:
         return str(p.resolve().relative_to(Path(cwd).resolve()))
     except ValueError:
         return str(p)
+
+
+def examples_path() -> Path:
+    """The README's example files: `aimespec/examples` in an installed wheel, `examples/` in a checkout."""
+    package = Path(__file__).resolve().parent.parent
+    installed = package / "examples"
+    return installed if installed.is_dir() else package.parent / "examples"

@@ -5,7 +5,9 @@ feature width, ...), where its value comes from (a config field or an expression
 what it is made of in other symbols (`N = H_att*W_att`, `H_t = H // token_downsample`) and
 how to compute it. `B` and `T` are free per call (their value at a config is `batch_size` /
 `sequence_length`); every other symbol is bound. The explain algebra reads its atoms from
-here too (`kind`, `twin`, `rarity`, `written`): there is no second table.
+here too (`kind`, `twin`, `rarity`, `written`): there is no second table. A user's own
+sizes join it with `aimespec.symbol(...)` (`aimespec.core.user_symbols`): they bind and check
+like the seed's, and `spec PATH` lists them; the explain algebra keeps to the seed's table.
 """
 
 import functools
@@ -42,6 +44,12 @@ class Symbol:
     twin: str | None = None  # the symbol it equals by construction along the other axis (W of H)
     rarity: float = 0.0  # how unlikely a size in a message is this symbol (0: the seed's core symbols)
     written: int = 0  # its place in a product as written: batch, time, counts, widths, then space
+    origin: str = ""  # the module that declared it ("" for aimespec's own table)
+    fields: tuple[str, ...] = ()  # the config fields it reads (a user's symbol: checked before use)
+
+    def available(self, cfg: AimeConfig) -> bool:
+        """Whether `cfg` has every field this symbol reads (aimespec's own symbols: always)."""
+        return all(hasattr(cfg, f) for f in self.fields)
 
     @property
     def factors(self) -> tuple[str, ...]:
@@ -127,20 +135,71 @@ def in_written_order() -> tuple[Symbol, ...]:
     return tuple(sorted(SYMBOLS, key=lambda s: s.written))
 
 
+# --- users' own symbols -------------------------------------------------------------------
+_USER: dict[str, Symbol] = {}  # symbols declared by users' modules, by name (see user_symbols.py)
+_DECLARERS: dict[str, set[str]] = {}  # symbol name -> the modules that declared it (the same way)
+_generation = [0]  # bumped whenever _USER changes: cached values are per (config, generation)
+
+
+def all_symbols() -> tuple[Symbol, ...]:
+    """The seed's table, its derived sizes, then every symbol users' modules declared."""
+    return SYMBOLS + tuple(_USER.values())
+
+
+def lookup(name: str) -> Symbol | None:
+    """The seed's or a user's symbol called `name`, or None."""
+    return symbol(name) if name in _NAMES else _USER.get(name)
+
+
+def known_names() -> frozenset[str]:
+    return _NAMES | frozenset(_USER)
+
+
+def add_user_symbol(sym: Symbol, module: str) -> None:
+    """Register `sym` (a declaration again the same way keeps the first) as declared by `module`."""
+    if sym.name not in _USER:
+        _USER[sym.name] = sym
+        _generation[0] += 1
+    _DECLARERS.setdefault(sym.name, set()).add(module)
+
+
+def user_symbol(name: str) -> Symbol | None:
+    return _USER.get(name)
+
+
+def declared_by(module: str) -> list[Symbol]:
+    """The symbols `module` declared, in declaration order."""
+    return [s for name, s in _USER.items() if module in _DECLARERS.get(name, ())]
+
+
+def forget_user_symbols(origin_prefix: str) -> None:
+    """Forget the declarations of modules whose name starts with `origin_prefix` (a symbol goes with its last)."""
+    for name in list(_USER):
+        modules = _DECLARERS.get(name, set())
+        modules.difference_update({m for m in modules if m.startswith(origin_prefix)})
+        if not modules:
+            del _USER[name]
+            _DECLARERS.pop(name, None)
+            _generation[0] += 1
+
+
 def bound_values(cfg: AimeConfig) -> dict[str, int]:
-    """Every config-bound symbol's value (free symbols excluded); a fresh dict the caller may change."""
-    return dict(_bound_values(cfg))
+    """Every config-bound symbol's value (free symbols excluded); a fresh dict the caller may change.
+
+    A user's symbol is included when the config has the fields it reads.
+    """
+    return dict(_bound_values(cfg, _generation[0]))
 
 
 @functools.lru_cache(maxsize=64)
-def _bound_values(cfg: AimeConfig) -> dict[str, int]:  # the config is frozen: compute once per config
-    return {s.name: s.value(cfg) for s in SYMBOLS if not s.free}
+def _bound_values(cfg: AimeConfig, generation: int) -> dict[str, int]:  # the config is frozen: once per config
+    return {s.name: s.value(cfg) for s in all_symbols() if not s.free and s.available(cfg)}
 
 
 def symbol_values(cfg: AimeConfig, B: int | None = None, T: int | None = None) -> dict[str, int]:
     """Every symbol's value; B and T default to the config's batch_size / sequence_length."""
     B = cfg.batch_size if B is None else B
     T = cfg.sequence_length if T is None else T
-    values = {s.name: s.value(cfg) for s in SYMBOLS}
+    values = {s.name: s.value(cfg) for s in all_symbols() if s.available(cfg)}
     values.update(B=B, T=T, T_enc=cfg.encoded_length(T))
     return values

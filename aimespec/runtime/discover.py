@@ -7,6 +7,7 @@ module names along its MRO: `reference_model` is never imported for that). Only 
 Importing a file runs its code, exactly as `python file.py` would.
 """
 
+import dataclasses
 import hashlib
 import importlib
 import importlib.machinery
@@ -21,12 +22,19 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from aimespec.core.contract import contract_names
-from aimespec.core.errors import UsageError
+from aimespec.core.config import AimeConfig
+from aimespec.core.contract import USER_MODULE_PREFIX, contract_names, forget_contracts, is_contract_class
+from aimespec.core.errors import ContractError, UsageError
 from aimespec.core.paths import display_path
+from aimespec.core.symbols import forget_user_symbols
+from aimespec.runtime.suggest import suggestion_text
 
 REFERENCE_PACKAGE = "reference_model"
 WORLD_CONTRACT = "AimeWorldModel"
+CONFIG_ATTRIBUTE = "aimespec_config"  # a module-level name that picks the file's config class
+NOT_A_CONFIG = "{path}: aimespec_config must be a subclass of aimespec.AimeConfig, got {got}"
+SEVERAL_CONFIGS = ("{path} defines several config classes ({names}): name the one to use with "
+                   "aimespec_config = {first}")
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,8 @@ class ModelSource:
     files: frozenset[str]  # source files that count as the user's (for file:line)
     components: list[Component]
     build_model: Callable[..., Any] | None
+    config_class: type[AimeConfig] = AimeConfig  # the file's AimeConfig subclass, if it has one
+    classes: list[type] = dataclasses.field(default_factory=list)  # every class defined there
 
     def world_components(self) -> list[Component]:
         return [c for c in self.components if c.contract == WORLD_CONTRACT]
@@ -66,13 +76,13 @@ def contract_order() -> dict[str, int]:
 
 def contract_of(cls: type) -> tuple[str, str] | None:
     """(contract name, how) when `cls` implements a contract by the discovery rule, else None."""
-    if not inspect.isclass(cls):
-        return None
+    if not inspect.isclass(cls) or is_contract_class(cls):
+        return None  # a contract class is never an implementation, wherever it is defined
     known = contract_names()
     declared = getattr(cls, "__aimespec_implements__", None)
     if isinstance(declared, str) and declared in known:
         return declared, "implements"
-    if cls.__name__ in known and not _is_contract_class(cls):
+    if cls.__name__ in known:
         return cls.__name__, "name"
     for base in cls.__mro__[1:]:
         module = getattr(base, "__module__", "") or ""
@@ -82,19 +92,18 @@ def contract_of(cls: type) -> tuple[str, str] | None:
     return None
 
 
-def _is_contract_class(cls: type) -> bool:
-    module = getattr(cls, "__module__", "") or ""
-    return module == "contracts" or module.startswith("contracts.")
+def load_source(path: str | os.PathLike[str] | None, *, require_components: bool = True) -> ModelSource:
+    """Import the model file at `path` (None: the bundled reference package) and discover it.
 
-
-def load_source(path: str | os.PathLike[str] | None) -> ModelSource:
-    """Import the model file at `path` (None: the bundled reference package) and discover it."""
+    A file with no component is a usage error, unless `require_components` is False (`spec`
+    of a module that holds only contracts and symbols).
+    """
     if path is None:
         return _load_reference()
-    return _load_file(Path(path))
+    return _load_file(Path(path), require_components)
 
 
-def _load_file(path: Path) -> ModelSource:
+def _load_file(path: Path, require_components: bool = True) -> ModelSource:
     shown = str(path)
     if not path.exists():
         raise UsageError(f"{shown} does not exist: give a Python model file (or no PATH for the reference model)")
@@ -102,13 +111,15 @@ def _load_file(path: Path) -> ModelSource:
         raise UsageError(f"{shown} is a directory: give a Python model file such as {shown.rstrip('/')}/model.py")
     resolved = path.resolve()
     digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:10]
-    name = f"aimespec_user_{re.sub(r'[^0-9a-zA-Z_]', '_', path.stem)}_{digest}"
+    name = f"{USER_MODULE_PREFIX}{re.sub(r'[^0-9a-zA-Z_]', '_', path.stem)}_{digest}"
     loader = importlib.machinery.SourceFileLoader(name, str(resolved))
     spec = importlib.util.spec_from_loader(name, loader, origin=str(resolved))
     if spec is None:  # pragma: no cover - SourceFileLoader always yields a spec
         raise UsageError(f"{shown} cannot be imported as a Python module")
     module = importlib.util.module_from_spec(spec)
     module.__file__ = str(resolved)
+    forget_contracts(USER_MODULE_PREFIX)  # the model file checked before this one is no longer in play
+    forget_user_symbols(USER_MODULE_PREFIX)
     sys.modules[name] = module  # dataclasses, pickling and typing look the module up by name
     folder = str(resolved.parent)
     sys.path.insert(0, folder)  # sibling imports work as with `python file.py`
@@ -118,6 +129,11 @@ def _load_file(path: Path) -> ModelSource:
         sys.modules.pop(name, None)
         where = f"{shown}:{exc.lineno}" if exc.lineno else shown
         raise UsageError(f"{where}: syntax error: {exc.msg}; fix the file and run again") from exc
+    except ContractError as exc:  # a contract or symbol written wrong: say where, in one sentence
+        sys.modules.pop(name, None)
+        forget_contracts(name)
+        forget_user_symbols(name)
+        raise UsageError(f"{_where_raised(exc, str(resolved), shown)}: {exc}") from exc
     except (Exception, SystemExit) as exc:
         sys.modules.pop(name, None)
         text = f"{type(exc).__name__}: {exc}".rstrip(": ")
@@ -128,7 +144,34 @@ def _load_file(path: Path) -> ModelSource:
     classes = [obj for obj in vars(module).values() if inspect.isclass(obj) and obj.__module__ == name]
     factory = module.__dict__.get("build_model")
     factory = factory if inspect.isfunction(factory) and factory.__module__ == name else None
-    return _source(display_path(path), module, frozenset({str(resolved)}), classes, factory)
+    source = _source(display_path(path), module, frozenset({str(resolved)}), classes, factory, require_components)
+    source.config_class = _config_class(module, classes, display_path(path))
+    return source
+
+
+def _where_raised(exc: BaseException, filename: str, shown: str) -> str:
+    """`file.py:LINE` of the deepest frame of the model file in the traceback (the class statement)."""
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return f"{shown}:{line}" if line else shown
+
+
+def _config_class(module: ModuleType, classes: list[type], shown: str) -> type[AimeConfig]:
+    """`aimespec_config = MyConfig` when the file says so, else the one AimeConfig subclass it defines."""
+    named = module.__dict__.get(CONFIG_ATTRIBUTE)
+    if named is not None:
+        if not (inspect.isclass(named) and issubclass(named, AimeConfig)):
+            raise UsageError(NOT_A_CONFIG.format(path=shown, got=f"{type(named).__name__} {named!r}"))
+        return named
+    found = [c for c in classes if issubclass(c, AimeConfig) and c is not AimeConfig]
+    if len(found) > 1:
+        names = ", ".join(c.__name__ for c in found)
+        raise UsageError(SEVERAL_CONFIGS.format(path=shown, names=names, first=found[0].__name__))
+    return found[0] if found else AimeConfig
 
 
 def _load_reference() -> ModelSource:
@@ -151,7 +194,7 @@ def _load_reference() -> ModelSource:
 
 
 def _source(label: str, module: ModuleType, files: frozenset[str], classes: list[type],
-            factory: Callable[..., Any] | None) -> ModelSource:
+            factory: Callable[..., Any] | None, require_components: bool = True) -> ModelSource:
     order = contract_order()
     found: dict[type, Component] = {}
     for cls in classes:
@@ -159,9 +202,11 @@ def _source(label: str, module: ModuleType, files: frozenset[str], classes: list
         if hit is not None and cls not in found:
             found[cls] = Component(cls, *hit)
     components = sorted(found.values(), key=lambda c: (order[c.contract], c.name))
-    if not components and factory is None:
+    if not components and factory is None and require_components:
+        hint = suggestion_text([c for c in classes if not is_contract_class(c)])
         raise UsageError(
             f"{label} defines no component: no class named as a contract ({', '.join(order)}), "
             "decorated with @aimespec.implements(...), or subclassing a reference component, and no build_model(cfg)"
+            + (f" ({hint})" if hint else "")
         )
-    return ModelSource(label, module, files, components, factory)
+    return ModelSource(label, module, files, components, factory, classes=list(classes))

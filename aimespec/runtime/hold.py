@@ -5,7 +5,9 @@ plain PyTorch classes that carry no annotations: everything it knows comes from 
 contract, never from the implementation.
 """
 
+import contextlib
 import inspect
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +19,21 @@ from aimespec.core.dims import DictNode, Leaf, Node, Other, TupleNode, dim_names
 from aimespec.core.errors import ContractNotFound, ContractViolation, UsageError
 from aimespec.core.limits import count, seed_value
 from aimespec.core.symbols import symbol_values
+from aimespec.core.user_symbols import check_fields
 from aimespec.core.validate import CallChecker
 from aimespec.core.violation import Violation, ViolationKind, exception_violation
+
+_WATCHERS: list[Callable[[list[Violation]], None]] = []  # told of every hold() that found violations
+
+
+@contextlib.contextmanager
+def watching_holds(watcher: Callable[[list[Violation]], None]) -> Iterator[None]:
+    """Call `watcher(violations)` whenever `hold` finds any, inside the block (the pytest plugin's summary)."""
+    _WATCHERS.append(watcher)
+    try:
+        yield
+    finally:
+        _WATCHERS.remove(watcher)
 
 
 @dataclass
@@ -190,6 +205,7 @@ def hold(
     kind `constructor` / `exception`, never raised.
     """
     contract = _contract(ref)
+    check_fields(contract.symbols(), cfg, where=f"{contract.name} ")  # a user's symbol needs its config field
     B = count(cfg.batch_size if B is None else B, "B")  # B=0 would check nothing, T=0 divide by zero
     T = count(cfg.sequence_length if T is None else T, "T")
     seed = seed_value(seed, "seed")
@@ -210,4 +226,8 @@ def hold(
         found = [exception_violation(contract.name, ViolationKind.EXCEPTION, exc)]
     else:
         found = checker.check_outputs(result)
-    return [v.at(B, T, seed) for v in found]
+    found = [v.at(B, T, seed) for v in found]
+    if found:
+        for watcher in list(_WATCHERS):
+            watcher(found)
+    return found
