@@ -62,6 +62,10 @@ class ModelSource:
     config_class: type[AimeConfig] = AimeConfig  # the file's AimeConfig subclass, if it has one
     classes: list[type] = dataclasses.field(default_factory=list)  # every class defined there
 
+    @property
+    def is_reference(self) -> bool:
+        return self.module.__name__ == REFERENCE_PACKAGE
+
     def world_components(self) -> list[Component]:
         return [c for c in self.components if c.contract == WORLD_CONTRACT]
 
