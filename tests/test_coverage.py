@@ -197,3 +197,12 @@ def test_spec_of_a_module_of_contracts_only(tmp_path):
     assert [c["contract"] for c in doc["contracts"] if c["origin"] != "aimespec"] == ["ValueHead.forward"]
     seed = json.loads(runner.invoke(app, ["spec", "--json"]).stdout)  # another file's contracts never leak in
     assert all(c["origin"] == "aimespec" for c in seed["contracts"]) and "value_bins" not in seed["symbols"]
+
+
+def test_spec_of_a_file_whose_symbol_reads_a_missing_field_is_one_sentence(tmp_path):
+    path = _write(tmp_path, 'import aimespec\n\naimespec.symbol("n_x", "n_x_field")\n', "nofield.py")
+    result = runner.invoke(app, ["spec", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: {path} uses the symbol 'n_x', which reads the config field 'n_x_field', but AimeConfig has no "
+        "such field: add it to your AimeConfig subclass (class MyConfig(aimespec.AimeConfig): n_x_field: int = ...)\n")

@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Group
 from rich.table import Table
 
+from aimespec.commands.coverage import check_symbol_fields
 from aimespec.core.config import AimeConfig, ConfigRequest, as_config
 from aimespec.core.contract import all_methods, is_contract_class, is_seed_contract, resolve
 from aimespec.core.dims import Leaf, evaluate, format_shape, leaves
@@ -228,4 +229,6 @@ def spec_of(path: str | None, cfg: AimeConfig | ConfigRequest) -> SpecReport:
     if path is None:
         return build_spec(as_config(cfg, AimeConfig))
     source = load_source(path, require_components=False)
-    return build_spec(as_config(cfg, source.config_class), source)
+    config = as_config(cfg, source.config_class)
+    check_symbol_fields(source, config)  # a declared symbol whose field the config lacks: one sentence
+    return build_spec(config, source)
