@@ -2,11 +2,18 @@
 `diagnose --explain`, and dm_control collection frames per second. Prints one JSON document.
 
     python benchmarks/bench_cli.py [--reps 3] [--no-dmc] [--processes-only]
+    python benchmarks/bench_cli.py --probes-cost [--before CHECKOUT] [--reps 3]
 
 Each figure is the median wall time of `--reps` runs. `*_process_s` are whole processes
 (`python -m aimespec.cli ...`, imports included), as a user sees them, beside a bare
 `python -c "import torch"` timed in the same run (`import_torch_process_s`; the `*_over_torch`
 ratios divide by it); `check_*_engine_s` time the library call alone in this process.
+
+`--probes-cost` measures what the behavioural probes cost at the default config, runs
+interleaved so that a busy machine slows both sides alike: `check` with and without probes
+in this process (`*_engine_no_probes_s` is the engine as it was before them), and with
+`--before CHECKOUT` (a checkout of the code before the probes) whole `aimespec check`
+processes of that checkout beside this one's; `*_probes_ratio` divides the two.
 """
 
 import argparse
@@ -100,6 +107,48 @@ def isolation_figures(doc: dict[str, object], user: str, reps: int) -> None:
                                         / doc["check_user_model_small_in_process_s"])
 
 
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def probes_cost(doc: dict[str, object], user: str, reps: int, before: str | None) -> None:
+    """Probes on vs off (and, with `before`, the old code's processes), interleaved, at the default config."""
+    import os
+
+    from aimespec.commands.check import check
+
+    cfg = AimeConfig()
+    for name, path in (("reference", None), ("user_model", user)):
+        check(path, cfg)  # warm imports and caches
+        off, on = [], []
+        for _ in range(reps):
+            off.append(_timed(lambda path=path: check(path, cfg, probes=False)))
+            on.append(_timed(lambda path=path: check(path, cfg)))
+        doc[f"check_{name}_engine_no_probes_s"] = statistics.median(off)
+        doc[f"check_{name}_engine_s"] = statistics.median(on)
+        doc[f"check_{name}_engine_probes_ratio"] = statistics.median(on) / statistics.median(off)
+    if before is None:
+        return
+    old_env = {**os.environ, "PYTHONPATH": before}
+
+    def run(env: dict[str, str] | None, *args: str) -> None:
+        done = subprocess.run([sys.executable, "-m", "aimespec.cli", *args], capture_output=True, text=True,
+                              check=False, env=env, cwd=before if env else None)
+        if done.returncode not in (0, 1):
+            raise RuntimeError(f"aimespec {' '.join(args)} exited {done.returncode}: {done.stderr.strip()}")
+
+    for name, args in (("reference", ("check", "--json")), ("user_model", ("check", user, "--json"))):
+        old, new = [], []
+        for _ in range(reps):
+            old.append(_timed(lambda args=args: run(old_env, *args)))
+            new.append(_timed(lambda args=args: run(None, *args)))
+        doc[f"check_{name}_process_before_s"] = statistics.median(old)
+        doc[f"check_{name}_process_s"] = statistics.median(new)
+        doc[f"check_{name}_process_probes_ratio"] = statistics.median(new) / statistics.median(old)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=3)
@@ -108,9 +157,18 @@ def main() -> None:
                         help="only the whole-process figures (no in-process engine timings, no dm_control)")
     parser.add_argument("--isolation-only", action="store_true",
                         help="only what the worker process costs (a round trip; check isolated vs in-process)")
+    parser.add_argument("--probes-cost", action="store_true",
+                        help="only what the behavioural probes cost (check with and without them, interleaved)")
+    parser.add_argument("--before", metavar="CHECKOUT", help="with --probes-cost: a checkout of the code before them")
     args = parser.parse_args()
     user = str(ROOT / "examples" / "user_model.py")
     doc: dict[str, object] = {"benchmark": "cli", "version": aimespec.__version__, "reps": args.reps}
+    if args.probes_cost:
+        doc["benchmark"] = "cli-probes-cost"
+        probes_cost(doc, user, args.reps, args.before)
+        json.dump(doc, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
     if args.isolation_only:
         isolation_figures(doc, user, args.reps)
         json.dump(doc, sys.stdout, indent=2)

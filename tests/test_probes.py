@@ -74,6 +74,8 @@ def test_fold_is_documented_error_1_with_the_examples_it_mixed():
     assert v.probe["max_change"] > 0
     assert "folded back in the wrong order" in v.probe["likely_cause"]
     assert v.where and v.where.endswith(_line("fold.py", "return self.out("))  # the method's return
+    causal = _only(_check("fold.py"), "causal")  # the fold hands later frames to earlier steps too
+    assert causal.documented_error == 1 and "wrong-order fold" in causal.probe["likely_cause"]
 
 
 def test_batch_first_attention_names_the_module_and_where_it_is_built():
@@ -108,6 +110,37 @@ def test_literal_width_names_the_field_it_should_have_read():
                   "num_semantic_slots", "attention_dim", "action_dim"):
         assert varied[field] != getattr(CFG, field)
     assert varied.get("input_dim", CFG.input_dim) == CFG.input_dim  # the image size is kept
+
+
+WHOLE_MODEL = """
+import sys
+sys.path.insert(0, {examples!r})
+from user_model import TinyWorld
+from probes.literal_width import LSTMLayer as LiteralLSTM
+
+
+class World(TinyWorld):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.lstm = LiteralLSTM(cfg)
+
+
+def build_model(cfg):
+    return World(cfg)
+"""
+
+
+def test_a_whole_model_file_with_an_imported_literal_width_fails_the_config_probe(tmp_path):
+    path = tmp_path / "world.py"
+    path.write_text(WHOLE_MODEL.format(examples=str(ROOT / "examples")))
+    report = check(path, CFG, examples=0)
+    world = next(r for r in report.results if r.implementation == "build_model")
+    assert world.probes["config"] == "failed" and world.probes["batch"] == "ok"
+    lstm = next(r for r in report.results if r.implementation == "build_model → lstm (LSTMLayer)")
+    assert lstm.probes["config"] == "failed"
+    assert lstm.probes["batch"] == "skipped: called inside build_model, whose own probes cover the whole call"
+    v = _only(report, "config")
+    assert "298 = D + context_dim + A = 36 + 256 + 6 at the first config" in v.message
 
 
 @pytest.mark.parametrize("name", ["batchnorm.py", "masked.py"])

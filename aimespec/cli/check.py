@@ -29,6 +29,9 @@ def check(
     format_: Annotated[str, typer.Option(
         "--format", metavar="FORMAT", help="text (default), json (= --json) or github: one GitHub Actions "
                                            "::error annotation per finding, nothing else on stdout.")] = "text",
+    probes: Annotated[bool, typer.Option("--probes/--no-probes",
+                                         help="Run the behavioural probes (batch, causal, config, repeat) once the "
+                                              "shapes hold.")] = True,
     vary_config: Annotated[bool, typer.Option("--vary-config/--no-vary-config",
                                               help="Run the config probe: rebuild every component at a second "
                                                    "config whose widths all differ, and check it again.")] = True,
@@ -56,7 +59,7 @@ def check(
         cfg = config_request(config, set_, env)  # built with the model file's config class
         with term.quiet_stdout(fmt != "text"):  # the model's own prints must not break the JSON document
             report = run_check(path, cfg, examples=examples, seed=seed, timeout=timeout, meta=meta,
-                               vary_config=vary_config, max_memory=memory_bytes(max_memory))
+                               probes=probes, vary_config=vary_config, max_memory=memory_bytes(max_memory))
     report.verbose = verbose
     if fmt == "json":
         term.json(report.to_json(tracebacks=verbose))

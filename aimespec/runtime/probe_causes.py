@@ -30,6 +30,8 @@ MIXING_FIX = ("compute every statistic per example (over feature, space or time 
               "keep the batch axis out of attention and recurrence")
 CAUSAL_CAUSE = ("the output at step t reads later steps: a temporal attention without a causal mask, a "
                 "centred (not left-padded) convolution or pooling over time, or a bidirectional RNN")
+FOLD_CAUSAL_CAUSE = ("the wrong-order fold the batch probe found (documented error 1) also hands frames of "
+                     "later steps to earlier ones")
 BIDIRECTIONAL_CAUSE = "{name} is a bidirectional {cls}: its output at step t reads every later step"
 CAUSAL_FIX = ("mask attention over time (F.scaled_dot_product_attention(q, k, v, is_causal=True), or "
               "attn_mask=torch.ones(T, T, dtype=torch.bool).triu(1) for nn.MultiheadAttention); pad temporal "
@@ -58,8 +60,10 @@ def batch_cause(obj: Any, fold: bool) -> tuple[str, str, str | None]:
     return MIXING_CAUSE, MIXING_FIX, None
 
 
-def causal_cause(obj: Any) -> tuple[str, str, str | None]:
-    """(likely cause, fix, file:line or None) of a failed causal probe."""
+def causal_cause(obj: Any, *, fold: bool = False) -> tuple[str, str, str | None]:
+    """(likely cause, fix, file:line or None) of a failed causal probe (`fold`: the batch probe found one)."""
+    if fold:
+        return FOLD_CAUSAL_CAUSE, FOLD_FIX, None
     for name, module in _named(obj):
         if isinstance(module, nn.RNNBase) and module.bidirectional:
             return (BIDIRECTIONAL_CAUSE.format(name=name, cls=type(module).__name__), CAUSAL_FIX,
