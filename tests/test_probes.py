@@ -157,6 +157,13 @@ def test_no_vary_config_skips_the_config_probe():
     assert report.probe_config is None
 
 
+def test_no_probes_turns_them_all_off():
+    result = CliRunner().invoke(app, ["check", str(PROBES / "fold.py"), "--json", "--examples", "0", "--no-probes"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["results"][0]["probes"] == dict.fromkeys(
+        ("batch", "causal", "config", "repeat"), "skipped: --no-probes")
+
+
 def test_reference_model_passes_every_probe(small_cfg):
     report = check(None, small_cfg, examples=0)
     assert report.ok, [f.violation.message for f in report.findings]

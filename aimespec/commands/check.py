@@ -170,8 +170,7 @@ class _Engine:
             for comp in self.source.world_components():
                 if not any(issubclass(t, comp.cls) for t in covered):
                     rows += self._world(comp.cls, comp.name, covered)
-            if self.probes:
-                self.probe_config = check_probes.finish(self, rows)
+            self.probe_config = check_probes.finish(self, rows)
         return rows
 
     # --- calling user code -----------------------------------------------------------------

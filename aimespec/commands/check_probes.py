@@ -18,13 +18,14 @@ from aimespec.core.errors import ConfigError
 from aimespec.core.violation import Violation
 from aimespec.explain.findings import Finding, documented, return_line
 from aimespec.runtime.hold import build
-from aimespec.runtime.probes import PROBE_PAIR, PROBES, Prober, ProbeResult
+from aimespec.runtime.probes import PROBE_PAIR, PROBES, Prober, ProbeResult, one_thread
 
 CALL_PROBES = ("batch", "causal", "repeat")
 SKIP_FAILED = "skipped: the contract does not hold at this config (its findings come first)"
 SKIP_INSIDE = "skipped: called inside {parent}, whose own probes cover the whole call"
 SKIP_OFF = "skipped: --no-vary-config"
 SKIP_NOT_REACHED = "skipped: not reached at the varied config"
+SKIP_ALL = "skipped: --no-probes"
 
 
 def _failed_before(row: ContractResult) -> bool:
@@ -44,7 +45,8 @@ def probe_row(engine: Any, row: ContractResult, mc: MethodContract, obj: Any) ->
         row.probes.update(dict.fromkeys(CALL_PROBES, SKIP_FAILED))
         return
     where = return_line(getattr(type(obj), mc.method, None))
-    for result in Prober(obj, mc, engine.cfg, engine.seed, run=engine._run, where=where).probes(CALL_PROBES):
+    prober = Prober(obj, mc, engine.cfg, engine.seed, run=engine._run, where=where, device=engine.device)
+    for result in prober.probes(CALL_PROBES):
         row.probes[result.name] = result.status
         if result.violation is not None:
             row.add(probe_finding(result))
@@ -52,6 +54,10 @@ def probe_row(engine: Any, row: ContractResult, mc: MethodContract, obj: Any) ->
 
 def finish(engine: Any, rows: list[ContractResult]) -> dict[str, Any] | None:
     """Statuses of rows the call probes did not reach, and the config probe; the varied config's changes."""
+    if not engine.probes:
+        for row in rows:
+            row.probes = dict.fromkeys(PROBES, SKIP_ALL)
+        return None
     for row in rows:
         if row.checked_in == "inside":
             parent = row.implementation.split(" → ")[0]
@@ -75,7 +81,8 @@ def _config_probe(engine: Any, rows: list[ContractResult]) -> dict[str, Any] | N
         return None
     second = type(engine)(engine.source, cfg2, 0, engine.seed, engine.timeout, engine.device, meta=False,
                           probes=False, vary_config=False)
-    found = {(r.contract, r.implementation): r for r in second.run()}
+    with one_thread():  # a small config: one thread is faster
+        found = {(r.contract, r.implementation): r for r in second.run()}
     for row in rows:
         other = found.get((row.contract, row.implementation))
         if _failed_before(row):

@@ -30,6 +30,7 @@ from aimespec.core.contract import MethodContract
 from aimespec.core.invariants import Causal, Stateful, declared
 from aimespec.core.violation import Violation, ViolationKind
 from aimespec.runtime import probe_causes as causes
+from aimespec.runtime.deadline import CallTimeout
 from aimespec.runtime.hold import CallInputs, call_method, make_inputs
 from aimespec.runtime.probe_compare import (
     Output,
@@ -89,6 +90,7 @@ class Prober:
     run: Runner | None = None  # how to run user code (the check engine's time limit); default: directly
     pair: tuple[int, int] = PROBE_PAIR
     where: str | None = None  # file:line a finding points at (the method's return)
+    device: str | torch.device = "cpu"  # where the inputs are drawn (the object's device)
     _base: Any = field(default=None, init=False)
     _snapshot: Any = field(default=None, init=False)
     fold: bool = field(default=False, init=False)  # the batch probe saw a wrong-order fold
@@ -96,8 +98,12 @@ class Prober:
     # --- running ---------------------------------------------------------------------------
     def probes(self, names: tuple[str, ...] = ("batch", "causal", "repeat")) -> list[ProbeResult]:
         """Each named probe's result, in the order given (`config` is not run here)."""
+        with one_thread():
+            return self._probes(names)
+
+    def _probes(self, names: tuple[str, ...]) -> list[ProbeResult]:
         B, T = self.pair
-        self.inputs = make_inputs(self.contract, self.cfg, B, T, self.seed)
+        self.inputs = make_inputs(self.contract, self.cfg, B, T, self.seed, self.device)
         self.stateful = declared(self.contract.invariants, Stateful) is not None
         if self.stateful:
             try:
@@ -140,7 +146,7 @@ class Prober:
 
         try:
             return self.run(call) if self.run is not None else call()
-        except Exception as exc:
+        except (Exception, CallTimeout, SystemExit) as exc:  # the user's code: a skipped probe, never a crash
             raise _CallFailed(exc) from exc
 
     def _violation(self, kind: str, out: Output, message: str, probe: dict[str, Any],
@@ -164,7 +170,7 @@ class Prober:
             return _skipped("batch", "no input has a batch axis B")
         if not compared:
             return _skipped("batch", "no output has a batch axis B")
-        fresh = make_inputs(self.contract, self.cfg, B, T, self.seed + FRESH_SEED)
+        fresh = make_inputs(self.contract, self.cfg, B, T, self.seed + FRESH_SEED, self.device)
 
         def edit(leaf, value, new):
             if "B" not in leaf.dims or value.dim() != len(leaf.dims) or new.shape != value.shape:
@@ -235,7 +241,7 @@ class Prober:
             out.narrow(ax, s, size - s).copy_(new.narrow(ax, s, size - s))
             return out
 
-        fresh = make_inputs(self.contract, self.cfg, *self.pair, self.seed + 2 * FRESH_SEED)
+        fresh = make_inputs(self.contract, self.cfg, *self.pair, self.seed + 2 * FRESH_SEED, self.device)
         probed = outputs(self.contract, self._call(replace_inputs(self.contract, self.inputs.args, fresh.args, edit)))
         leaked: set[int] = set()
         worst: tuple[Output | None, float] = (None, 0.0)
@@ -272,7 +278,7 @@ class Prober:
         between = "the batch and causal probes' calls"
         if not self.stateful:
             try:
-                self._call_at(make_inputs(self.contract, self.cfg, B2, T2, self.seed + 3 * FRESH_SEED))
+                self._call_at(make_inputs(self.contract, self.cfg, B2, T2, self.seed + 3 * FRESH_SEED, self.device))
                 between = f"calls with other inputs (one at B={B2}, T={T2})"
             except _CallFailed:
                 pass  # a model that cannot run at B=1, T=1 is the shape checks' business, not this probe's
@@ -341,6 +347,18 @@ def _named_state(obj: Any) -> list[tuple[str, torch.Tensor]]:
 def _state(obj: Any) -> dict[str, torch.Tensor]:
     """Copies of a module's buffers and parameters (what a call may write into)."""
     return {name: t.detach().clone() for name, t in _named_state(obj)}
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one CPU thread: the probes' tensors are small, and on a busy machine a second
+    thread per op only waits (several times slower); restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @contextlib.contextmanager
