@@ -7,6 +7,7 @@ After a contract's shapes and values hold, `probe_row` runs the `batch`, `causal
 (`row.probes`: "ok", "failed" or "skipped: <reason>"): nothing passes silently.
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,7 +80,12 @@ def _config_probe(engine: Any, rows: list[ContractResult]) -> dict[str, Any] | N
         for row in rows:
             row.probes["config"] = f"skipped: no second config with other widths is valid ({exc})"
         return None
-    second = type(engine)(engine.source, cfg2, 0, engine.seed, engine.timeout, engine.device, meta=False,
+    source = _passing(engine.source, rows)
+    if not source.components and source.build_model is None:
+        for row in rows:
+            row.probes["config"] = SKIP_FAILED
+        return None
+    second = type(engine)(source, cfg2, 0, engine.seed, engine.timeout, engine.device, meta=False,
                           probes=False, vary_config=False)
     with one_thread():  # a small config: one thread is faster
         found = {(r.contract, r.implementation): r for r in second.run()}
@@ -95,6 +101,15 @@ def _config_probe(engine: Any, rows: list[ContractResult]) -> dict[str, Any] | N
             row.probes["config"] = "failed"
             row.add(_config_finding(other.findings, engine.cfg, cfg2, changes, _files(engine, row)))
     return changes
+
+
+def _passing(source: Any, rows: list[ContractResult]) -> Any:
+    """The source with only the components (and build_model) whose own rows held: the others' findings
+    come first, and a component that hangs would only hang again."""
+    failed = {r.implementation for r in rows if r.checked_in != "inside" and _failed_before(r)}
+    components = [c for c in source.components if c.name not in failed]
+    build_model = None if "build_model" in failed else source.build_model
+    return dataclasses.replace(source, components=components, build_model=build_model)
 
 
 def _config_finding(findings: list[Finding], cfg: AimeConfig, cfg2: AimeConfig, changes: dict[str, Any],
