@@ -120,7 +120,20 @@ def peak_rss_child(cfg: AimeConfig, kind: str) -> None:
     trainer = Trainer(AimeWorldModel(cfg), cfg)
     with checking("off"):
         one_step(kind, trainer, obs, actions)
-    json.dump({"kind": kind, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}, sys.stdout)
+    json.dump({"kind": kind, "peak_rss_mib": own_peak_rss_mib()}, sys.stdout)
+
+
+def own_peak_rss_mib() -> float:
+    """This process's own high-water mark: VmHWM belongs to the address space, which exec replaces
+    (`ru_maxrss` is carried over fork and exec: a child started by a large parent reports the parent's)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def replayed_checking_s(model: AimeWorldModel, cfg: AimeConfig, obs, actions) -> dict[str, float | int]:
