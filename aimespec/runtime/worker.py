@@ -44,6 +44,8 @@ LOST_SIGNAL = "crashed the worker process with {name} ({hint})"
 LOST_TIMEOUT = ("did not return within {seconds:g} s and could not be interrupted (a hang in C code): "
                 "the worker process was stopped")
 LOST_PIPE = "closed the worker process's channel to aimespec and did not exit: the worker process was stopped"
+LOST_CHANNEL = "closed the worker process's channel to aimespec, so its results could not come back"
+CHANNEL_GONE = 71  # the worker's exit status when its result could not be sent (the model closed the pipe)
 MEMORY = "{failure} in the worker process, whose memory is capped at {cap} (--max-memory)"
 _SIGNAL_HINTS = {
     signal.SIGSEGV: "a segmentation fault in C code, e.g. an extension or ctypes",
@@ -157,7 +159,10 @@ def _worker(job: Callable[[], Any], fd: int, cap: int | None, fresh: bool, timeo
             payload = dumps((True, job(), None))  # a model file's config class travels as its values
         except BaseException as exc:  # the job's own error (a UsageError, a bug of ours): re-raised there
             payload = _pickled_error(exc, cap)
-        _channel.send(_RESULT, payload)
+        try:
+            _channel.send(_RESULT, payload)
+        except OSError:  # the model's code closed our pipe (os.closerange and the like)
+            status = CHANNEL_GONE
     except BaseException:
         status = 70
     finally:
@@ -223,6 +228,8 @@ def _parent(pid: int, fd: int, timeout: float, cap: int | None) -> Any:
     if result is None:
         if status is None:
             raise WorkerLost(LOST_PIPE, current, stopped=True)
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == CHANNEL_GONE:
+            raise WorkerLost(LOST_CHANNEL, current)
         raise WorkerLost(_describe(status), current)
     ok, value, text = result
     if ok:
