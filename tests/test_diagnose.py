@@ -139,9 +139,18 @@ def test_cli_explain_text_and_stdin():
     assert result.exit_code == 0 and json.loads(result.stdout)["matches"] == []
 
 
+def test_explain_of_empty_stdin_is_a_usage_error():
+    result = _invoke("--explain", "-", "--json", input="")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.strip() == ("error: standard input held no text to explain: pass an error message or "
+                                     "traceback (`--explain \"RuntimeError: ...\"`, or `--explain -` with the text "
+                                     "on stdin)")
+
+
 @pytest.mark.parametrize(("args", "needle"), [
     ((), "give an error number"), (("9",), "errors 1 to 5"), (("0",), "errors 1 to 5"),
     (("2", "--list"), "choose one"), (("1", "--set", "latent_dim=-3"), "latent_dim"),
+    (("--explain", ""), "--explain held no text to explain"), (("--explain", " \n\t"), "held no text to explain"),
 ])
 def test_cli_usage_errors_exit_2_with_one_sentence(args, needle):
     result = _invoke(*args)

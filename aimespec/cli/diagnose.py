@@ -53,6 +53,9 @@ def diagnose(
         _list(term, json_, __version__)
     elif explain_text is not None:
         text = sys.stdin.read() if explain_text == "-" else explain_text
+        if not text.strip():
+            term.fail(NOTHING_TO_EXPLAIN.format(source="standard input" if explain_text == "-" else "--explain"),
+                      EXIT_USAGE)
         with term.guard():
             result = explain(text, cfg, batch=batch, seq_len=seq_len)
         if json_:
@@ -74,6 +77,10 @@ def diagnose(
         else:
             for d in results:
                 term.show(_diagnosis_view(d, verbose))
+
+
+NOTHING_TO_EXPLAIN = ("{source} held no text to explain: pass an error message or traceback "
+                      "(`--explain \"RuntimeError: ...\"`, or `--explain -` with the text on stdin)")
 
 
 def _list(term: Terminal, json_: bool, version: str) -> None:
