@@ -195,3 +195,19 @@ def test_numbers_list_every_decomposition_ties_included(cfg):
     assert numbers["768"][0] == "hidden_dim + context_dim = 512 + 256"
     assert {"num_latents*A = 128*6", "B*T*A = 8*16*6"} <= set(numbers["768"])  # every sound reading, not one
     assert {"2*context_dim = 2*256", "2*code_dim = 2*256"} <= set(numbers["512"])
+
+
+@pytest.mark.parametrize("cell", [torch.nn.LSTMCell, torch.nn.GRUCell])
+def test_a_recurrent_cells_width_message_is_read(cell):
+    """nn.LSTMCell/GRUCell write the clash got-first ("got 278 expected 298"): a cell built with the
+    default config's literal 298 = 36 + 256 + 6, fed at latent_dim = 16."""
+    small = AimeConfig(latent_dim=16)
+    try:
+        cell(298, 40)(torch.randn(2, small.latent_dim + small.num_latent_channels_perceiver + small.action_dim))
+    except RuntimeError as exc:
+        text = str(exc)
+    else:  # pragma: no cover - torch changed its check
+        pytest.fail("the cell accepted the wrong width")
+    result = explain(text, small)
+    assert result.numbers["278"][0] == "D + context_dim + A = 16 + 256 + 6"
+    assert result.numbers["298"] == []

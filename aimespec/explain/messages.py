@@ -151,6 +151,13 @@ def _p_input_size(m: re.Match[str]) -> Finding:
     return f
 
 
+def _p_cell_input_size(m: re.Match[str]) -> Finding:
+    """nn.LSTMCell / nn.GRUCell: the same clash as nn.LSTM's, written got-first."""
+    f = Finding("rnn", m.group(0))
+    f.clash(int(m.group(2)), int(m.group(1)), "features")
+    return f
+
+
 def _p_einops(m: re.Match[str]) -> Finding:
     f = Finding("view", m.group(0))
     f.clash(int(m.group(2)), int(m.group(1)), "numel")
@@ -312,6 +319,7 @@ _PATTERNS: tuple[tuple[str, Any], ...] = (
      _p_layernorm),
     (rf"expected input{LIST} to have {INT} channels, but got {INT} channels", _p_channels),
     (rf"input\.size\(-1\) must be equal to input_size\. Expected {INT}, got {INT}", _p_input_size),
+    (rf"input has inconsistent input_size: got {INT} expected {INT}", _p_cell_input_size),  # LSTMCell, GRUCell
     (rf"Shape mismatch, {INT} != {INT}", _p_einops),
     (r"target size \(torch\.Size\(\[([\d,\s]*)\]\)\) that is different to the input size \(torch\.Size\("
      r"\[([\d,\s]*)\]\)\)", _p_target_size),
