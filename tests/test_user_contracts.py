@@ -242,7 +242,9 @@ def test_a_typo_through_check_is_exit_2_with_one_sentence(tmp_path):
                             timeout=120)
     assert result.returncode == 2, result.stderr
     assert result.stdout == ""
-    line = path.read_text().splitlines().index('class QHeadContract(aimespec.Contract, name="QHead"):') + 1
+    # the line that writes the typo (the output annotation), not the class statement
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if "B n_qq" in text)
+    assert line != path.read_text().splitlines().index('class QHeadContract(aimespec.Contract, name="QHead"):') + 1
     assert result.stderr == (
         f"error: {path}:{line}: QHead.forward: unknown symbol 'n_qq' in the output [B, n_qq]; closest known symbols: "
         'n_q (declare a new size with aimespec.symbol("n_qq", "<config field>"), or a per-call one in the '
@@ -340,3 +342,31 @@ def test_a_users_contract_is_held_with_strategies_inputs():
         assert torch.allclose(probs.sum(-1), torch.ones(call.batch))
 
     run()
+
+
+def test_a_typo_in_a_record_field_is_reported_at_the_field(tmp_path):
+    """The record is written above the contract that uses it: the sentence points at the field's line."""
+    path = tmp_path / "record_typo.py"
+    path.write_text(textwrap.dedent('''
+        from typing import NamedTuple
+
+        from jaxtyping import Float
+        from torch import Tensor
+
+        import aimespec
+
+
+        class Heads(NamedTuple):
+            value: Float[Tensor, "B 1"]
+            latent: Float[Tensor, "B laten_dim"]
+
+
+        class TwoHeadContract(aimespec.Contract, name="TwoHead"):
+            def forward(self, h: Float[Tensor, "B hidden_dim"]) -> Heads: ...
+    '''))
+    result = subprocess.run([sys.executable, "-m", "aimespec", "check", str(path)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2, result.stderr
+    field_line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if "laten_dim" in text)
+    assert result.stderr.startswith(f"error: {path}:{field_line}: TwoHead.forward: unknown symbol 'laten_dim'")
+    assert "latent_dim" in result.stderr and "Traceback" not in result.stderr

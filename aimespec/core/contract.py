@@ -283,8 +283,10 @@ def _validate(mc: MethodContract) -> None:
                     close = closest_symbols(symbol, known)
                     hint = CLOSEST.format(names=", ".join(close)) if close else NOTHING_CLOSE
                     what = role if leaf.path == "return" else f"{role} {leaf.path}"
-                    raise ContractError(UNKNOWN_SYMBOL.format(contract=mc.name, symbol=symbol, role=what,
-                                                              shape=leaf.symbolic, hint=hint))
+                    error = ContractError(UNKNOWN_SYMBOL.format(contract=mc.name, symbol=symbol, role=what,
+                                                                shape=leaf.symbolic, hint=hint))
+                    error.symbol = symbol  # where it is written is found by the loader (the annotation's line)
+                    raise error
     by_path = {leaf.path: leaf for _, leaf in roles}
     for inv in mc.invariants:
         if isinstance(inv, Declaration):  # a behaviour (Causal): the tensors it names must exist

@@ -33,8 +33,11 @@ class ContractError(UsageError, TypeError):
     """A contract (or a symbol) that cannot be defined as written: raised when its class is defined.
 
     An unknown symbol in an annotation (a typo), an invariant naming no tensor of its method,
-    or a contract name that is already taken.
+    or a contract name that is already taken. `symbol` is the unknown name when there is one
+    (the model-file loader reports the line that writes it).
     """
+
+    symbol: str | None = None
 
 
 class UnknownConfigKey(ConfigError, TypeError):

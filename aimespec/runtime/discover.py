@@ -16,6 +16,7 @@ import inspect
 import os
 import re
 import sys
+import tokenize
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,7 +138,8 @@ def _load_file(path: Path, require_components: bool = True) -> ModelSource:
         sys.modules.pop(name, None)
         forget_contracts(name)
         forget_user_symbols(name)
-        raise UsageError(f"{_where_raised(exc, str(resolved), shown)}: {exc}") from exc
+        where = _symbol_written(resolved, shown, exc.symbol) or _where_raised(exc, str(resolved), shown)
+        raise UsageError(f"{where}: {exc}") from exc
     except (Exception, SystemExit) as exc:
         sys.modules.pop(name, None)
         text = f"{type(exc).__name__}: {exc}".rstrip(": ")
@@ -151,6 +153,22 @@ def _load_file(path: Path, require_components: bool = True) -> ModelSource:
     source = _source(display_path(path), module, frozenset({str(resolved)}), classes, factory, require_components)
     source.config_class = _config_class(module, classes, display_path(path))
     return source
+
+
+def _symbol_written(path: Path, shown: str, symbol: str | None) -> str | None:
+    """`file.py:LINE` of the first string literal in the file that names `symbol` (the annotation that
+    holds the typo), or None when the file has none (the symbol came from elsewhere)."""
+    if not symbol:
+        return None
+    word = re.compile(rf"(?<![\w.]){re.escape(symbol)}(?![\w])")
+    try:
+        with tokenize.open(path) as stream:
+            for token in tokenize.generate_tokens(stream.readline):
+                if token.type == tokenize.STRING and word.search(token.string):
+                    return f"{shown}:{token.start[0]}"
+    except (OSError, SyntaxError, tokenize.TokenError):
+        return None
+    return None
 
 
 def _where_raised(exc: BaseException, filename: str, shown: str) -> str:
