@@ -29,11 +29,11 @@ import sys
 import time
 
 import torch
+from bench_checking import replayed_work_s  # the one replay of the checking work (this folder)
 from torch.utils.flop_counter import FlopCounterMode
 
 import aimespec
-from aimespec import AimeConfig, checking, observing
-from aimespec.core.validate import CallChecker
+from aimespec import AimeConfig, checking
 from reference_model import AimeWorldModel, Trainer
 from reference_model.synthetic import moving_shapes
 from reference_model.trainer import BALANCE_AT
@@ -136,26 +136,6 @@ def own_peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def replayed_checking_s(model: AimeWorldModel, cfg: AimeConfig, obs, actions) -> dict[str, float | int]:
-    """Record every checked call of one forward, then time holding them to their contracts again."""
-    calls = []
-    with checking("full"), observing(lambda c, a, r: calls.append((c, a, r))), torch.no_grad():
-        model.forward_sequence(obs, actions)
-
-    def replay(values: bool) -> None:
-        for contract, arguments, result in calls:
-            checker = CallChecker(contract, cfg, values=values)
-            checker.check_inputs(arguments)
-            checker.check_outputs(result)
-
-    replay(True)
-    return {
-        "checked_calls_per_forward": len(calls),
-        "full_s": min(timed(lambda: replay(True)) for _ in range(5)),
-        "shapes_s": min(timed(lambda: replay(False)) for _ in range(5)),
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", action="store_true", help="AimeConfig.small() instead of the default config")
@@ -208,7 +188,7 @@ def main() -> None:
         with FlopCounterMode(display=False) as counter:
             step()
     flops = counter.get_total_flops()
-    replay = replayed_checking_s(model, cfg, obs, actions)
+    replay = replayed_work_s(model, cfg, obs, actions, reps=5)
     step_off, fwd_off = med["step"]["off"], med["forward"]["off"]
     peak = matmul_flop_per_s()
 

@@ -20,8 +20,24 @@ from aimespec.runtime.probes import PROBES
 PASS, FAIL = "✓", "✗"
 
 
+class _JsonView(Mapping):
+    """A read-only mapping over the object's own `to_json()` document (report["ok"], row["contract"])."""
+
+    def to_json(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_json()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_json())
+
+    def __len__(self) -> int:
+        return len(self.to_json())
+
+
 @dataclass
-class ContractResult(Mapping):
+class ContractResult(_JsonView):
     """One contract held against one implementation (a class, build_model, or an instance inside one).
 
     Also a read-only mapping over its JSON row, as the report is over its document:
@@ -51,15 +67,6 @@ class ContractResult(Mapping):
         self.findings.append(finding)
         return finding
 
-    def __getitem__(self, key: str) -> Any:
-        return self.to_json()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.to_json())
-
-    def __len__(self) -> int:
-        return len(self.to_json())
-
     def note_example(self, B: int, T: int) -> None:
         if (B, T) not in self.examples:
             self.examples.append((B, T))
@@ -75,7 +82,7 @@ class ContractResult(Mapping):
 
 
 @dataclass(eq=False)
-class CheckReport(Mapping):
+class CheckReport(_JsonView):
     """Everything `aimespec check` found; `to_json()` is the document `--json` prints.
 
     It is also a read-only mapping over that document (SPEC: `check(...)` returns "the same
@@ -95,15 +102,6 @@ class CheckReport(Mapping):
     @property
     def ok(self) -> bool:
         return all(r.ok for r in self.results)
-
-    def __getitem__(self, key: str) -> Any:
-        return self.to_json()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.to_json())
-
-    def __len__(self) -> int:
-        return len(self.to_json())
 
     @property
     def findings(self) -> list[Finding]:

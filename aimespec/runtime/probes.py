@@ -20,7 +20,7 @@ lives with the check engine (`aimespec.commands.probe_config`).
 import contextlib
 import copy
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -150,13 +150,14 @@ class Prober:
             raise _CallFailed(exc) from exc
 
     def _violation(self, kind: str, out: Output, message: str, probe: dict[str, Any],
-                   documented_error: int | None = None, fix: str | None = None) -> Violation:
+                   documented_error: int | None = None, fix: str | None = None,
+                   where: str | None = None) -> Violation:
         shape = list(out.value.shape)
         v = Violation(contract=self.contract.name, tensor=out.leaf.path, kind=ViolationKind(kind),
                       expected=out.leaf.symbolic,
                       expected_shape=shape, got=shape, dims=out.leaf.dims, message=f"{self.contract.name}: {message}",
                       documented_error=documented_error, fix=fix,
-                      where=self.where, batch=self.pair[0], seq_len=self.pair[1], seed=self.seed, probe=probe)
+                      where=where or self.where, batch=self.pair[0], seq_len=self.pair[1], seed=self.seed, probe=probe)
         return v
 
     # --- batch -------------------------------------------------------------------------------
@@ -211,8 +212,7 @@ class Prober:
         probe = {"changed_example": j, "affected_examples": sorted(affected), "max_change": most,
                  "changed": f"example {j} of {', '.join(batched)} (fresh values from the contract)",
                  "likely_cause": cause}
-        v = self._violation("batch", out, message, probe, 1 if fold else None, fix)
-        v = replace(v, where=where or v.where)
+        v = self._violation("batch", out, message, probe, 1 if fold else None, fix, where)
         return ProbeResult("batch", "failed", v, cause)
 
     # --- causal ------------------------------------------------------------------------------
@@ -267,8 +267,7 @@ class Prober:
         probe = {"changed_from_step": s, "affected_steps": sorted(leaked), "max_change": most,
                  "changed": f"{', '.join(steps)} at {_steps(s, size - 1)} (fresh values from the contract)",
                  "likely_cause": cause}
-        v = self._violation("causal", out, message, probe, 1 if self.fold else None, fix)
-        v = replace(v, where=where or v.where)
+        v = self._violation("causal", out, message, probe, 1 if self.fold else None, fix, where)
         return ProbeResult("causal", "failed", v, cause)
 
     # --- repeat ------------------------------------------------------------------------------
