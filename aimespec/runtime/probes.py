@@ -4,7 +4,7 @@ Each probe calls one contract method of a built object a few times on small real
 drawn from the contract (`make_inputs`), modules in `eval()` (restored after), every random
 draw keyed by its order in the call (`SeededDraws`), and compares what must not change:
 
-- `batch`: example `CHANGED` of every batched input replaced with fresh values: no other
+- `batch`: example `CHANGED` of every batched input replaced with fresh values, then example 0: no other
   example's outputs may change (a `[B*T, ...]` fold in the wrong order, `batch_first=False`,
   a statistic over the batch axis all break it);
 - `causal` (contracts that declare `Causal`): the inputs at steps >= s replaced: no output
@@ -162,8 +162,15 @@ class Prober:
 
     # --- batch -------------------------------------------------------------------------------
     def _batch(self) -> ProbeResult:
+        """Example CHANGED replaced, then example 0: a recurrence across the batch axis (an RNN left at
+        batch_first=False) carries a change forward only, so replacing the last example shows nothing."""
+        first = self._batch_at(CHANGED)
+        if first.status != "ok" or self.pair[0] < 2:
+            return first
+        return self._batch_at(0)
+
+    def _batch_at(self, j: int) -> ProbeResult:
         B, T = self.pair
-        j = CHANGED
         batched = [leaf.path for leaf, value in input_leaves(self.contract, self.inputs.args)
                    if "B" in leaf.dims and value.dim() == len(leaf.dims)]
         compared = {p: o for p, o in self.base.items() if o.axis("B") is not None}
