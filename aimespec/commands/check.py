@@ -46,6 +46,7 @@ from aimespec.runtime.deadline import CallTimeout, Deadline
 from aimespec.runtime.discover import Component, ModelSource, display_path
 from aimespec.runtime.hold import CallInputs, bound_checker, build, call_method, make_inputs
 from aimespec.runtime.meta_device import meta_device
+from aimespec.runtime.meta_ops import OpMemo
 from aimespec.runtime.record import CallRecord, Recorder, assign_steps
 from aimespec.runtime.worker import WorkerLost
 
@@ -156,6 +157,7 @@ class _Engine:
         self.models: list[Any] = []  # every model built (for what it holds that no contract covers)
         self.meta = meta
         self.meta_objects: dict[Any, Any] = {}  # key -> the object built on the meta device (None: it cannot be)
+        self.meta_ops = OpMemo()  # every meta pass of this check: each distinct torch operation computed once
         # value invariants need real numbers: when shapes ran on meta, one small real call (B != T)
         self.small_pair = (min(2, cfg.batch_size), min(3, cfg.sequence_length))
 
@@ -347,7 +349,7 @@ class _Engine:
             return False
         if key not in self.meta_objects:
             try:
-                with meta_device():
+                with meta_device(self.meta_ops), torch.no_grad():
                     self.meta_objects[key] = self._run(make)
             except (Exception, CallTimeout, SystemExit):
                 self.meta_objects[key] = None
@@ -355,7 +357,8 @@ class _Engine:
         if obj is None or not callable(getattr(obj, method, None)):
             return False
         try:
-            with meta_device(), Recorder(self.cfg, self.source.files, check=True, memo=True).install(obj) as recorder:
+            with meta_device(self.meta_ops), torch.no_grad(), \
+                    Recorder(self.cfg, self.source.files, check=True, memo=True).install(obj) as recorder:
                 call(obj, recorder)  # adds findings only once the call went through
         except _NeedsRealTensors:
             return False

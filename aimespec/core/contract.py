@@ -9,6 +9,7 @@ import difflib
 import functools
 import importlib
 import inspect
+import sys
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ CONTRACT_MODULES = (
 )
 
 _REGISTRY: dict[str, type["Contract"]] = {}
+_version = 0  # bumped on every change of _REGISTRY
+_names: tuple[int, tuple[str, ...]] | None = None  # contract_names() at a _version
 USER_MODULE_PREFIX = "aimespec_user_"  # the module names `check`/`trace`/`spec` import model files under
 
 REDEFINED = ("a contract named {name!r} already exists (in {where}): to replace it on purpose write "
@@ -81,7 +84,9 @@ def _register(cls: type[Contract], name: str, replace: bool) -> None:
             # else: a module imported for good takes it over from a file `check` loaded (and will forget)
         if not replace:
             raise ContractError(REDEFINED.format(name=name, where=existing.__module__, cls=cls.__name__))
+    global _version
     _REGISTRY[name] = cls
+    _version += 1
     for key in [k for k in _CACHE if k[0] == name]:
         del _CACHE[key]
     _CACHE.update({(name, m): mc for m, mc in parsed.items()})
@@ -107,8 +112,10 @@ def _structure(cls: type[Contract]) -> list["MethodContract"]:
 
 def forget_contracts(module_prefix: str) -> None:
     """Drop the contracts defined in modules whose name starts with `module_prefix`."""
+    global _version
     for name in [n for n, c in _REGISTRY.items() if c.__module__.startswith(module_prefix)]:
         del _REGISTRY[name]
+        _version += 1
         for key in [k for k in _CACHE if k[0] == name]:
             del _CACHE[key]
 
@@ -194,18 +201,23 @@ class MethodContract:
 
 def _load() -> None:
     for module in CONTRACT_MODULES:
-        importlib.import_module(module)
+        if module not in sys.modules:  # what import_module would do, without its cost per call
+            importlib.import_module(module)
 
 
 def contract_names() -> list[str]:
     """Every contract's component name, in pillar order (CONTRACT_MODULES), then definition order.
 
     The registry fills in import order, which depends on who imported what first: sort it.
+    (Computed again only when the registry changed: discovery asks for every class it meets.)
     """
+    global _names
     _load()
-    rank = {m: i for i, m in enumerate(CONTRACT_MODULES)}
-    ordered = sorted(_REGISTRY.items(), key=lambda kv: rank.get(kv[1].__module__, len(rank)))  # stable
-    return [name for name, _cls in ordered]
+    if _names is None or _names[0] != _version:
+        rank = {m: i for i, m in enumerate(CONTRACT_MODULES)}
+        ordered = sorted(_REGISTRY.items(), key=lambda kv: rank.get(kv[1].__module__, len(rank)))  # stable
+        _names = (_version, tuple(name for name, _cls in ordered))
+    return list(_names[1])
 
 
 def component_contract(name: str) -> type[Contract]:

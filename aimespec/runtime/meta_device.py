@@ -1,4 +1,5 @@
-"""Running a call on the meta device: factory calls land there too, and torch._dynamo stays unimported.
+"""Running a call on the meta device: factory calls land there too, repeated operations are computed
+once (`meta_ops.OpMemo`), and torch._dynamo stays unimported.
 
 Most of torch's meta kernels are Python functions wrapped by `torch._disable_dynamo`, whose
 first call imports all of `torch._dynamo` (sympy and the compiler stack: about a second,
@@ -18,6 +19,13 @@ from typing import Any
 
 import torch
 from torch import _compile as torch_compile
+
+from aimespec.runtime.meta_ops import OpMemo
+
+try:  # torch.device("meta") as a context is this mode; ours adds the operation memo to it
+    from torch.utils._device import DeviceContext, _device_constructors
+except ImportError:  # pragma: no cover - a torch without it: plain torch.device("meta"), no memo
+    DeviceContext = None  # type: ignore[assignment,misc]
 
 _MARK = "__dynamo_disable"  # the attribute torch._compile._disable_dynamo caches its wrapper in
 _wrapped: list[Any] | None = None  # the functions torch wrapped with _disable_dynamo, found once
@@ -60,8 +68,34 @@ def _without_dynamo_import() -> Iterator[None]:
                 delattr(fn, _MARK)
 
 
+if DeviceContext is not None:
+    class _MetaContext(DeviceContext):  # type: ignore[misc,valid-type]
+        """`torch.device("meta")` as a context (factory calls without `device=` land on meta), whose
+        operations go through an `OpMemo`."""
+
+        def __init__(self, ops: OpMemo) -> None:
+            super().__init__("meta")
+            self.ops = ops
+
+        def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+            kwargs = kwargs or {}
+            if func in _device_constructors() and kwargs.get("device") is None:
+                kwargs["device"] = self.device
+            return self.ops.call(func, args, kwargs)
+
+
+def _device(ops: OpMemo | None) -> Any:
+    if ops is None or DeviceContext is None:
+        return torch.device("meta")
+    return _MetaContext(ops)
+
+
 @contextlib.contextmanager
-def meta_device() -> Iterator[None]:
-    """`with torch.device("meta")`, without importing torch._dynamo on the first meta kernel."""
-    with torch.device("meta"), _without_dynamo_import():
+def meta_device(ops: OpMemo | None = None) -> Iterator[None]:
+    """`with torch.device("meta")`, without importing torch._dynamo on the first meta kernel.
+
+    With `ops`, each distinct operation (under `torch.no_grad()`) is computed once and answered
+    from the memo after (`meta_ops`).
+    """
+    with _device(ops), _without_dynamo_import():
         yield

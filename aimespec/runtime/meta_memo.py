@@ -15,6 +15,7 @@ an object of unknown type in the arguments, the result or a written attribute) m
 call run as usual.
 """
 
+import collections
 import dataclasses
 import enum
 import functools
@@ -28,6 +29,8 @@ import torch
 MAX_DEPTH = 4  # containers nested deeper than this are not described: the call simply runs
 _SCALARS = (int, float, bool, str, bytes, complex, type(None), torch.dtype, torch.device, torch.Size)
 _SKIP_ATTRS = frozenset({"_parameters", "_buffers", "_modules"})  # described separately, by metadata
+_PLAIN = frozenset({int, float, bool, str, type(None)})  # described by value
+_CONTAINERS = frozenset({dict, list, tuple, set, frozenset, collections.OrderedDict})  # an empty one: by type
 
 
 class Opaque(Exception):
@@ -77,9 +80,13 @@ def state_signature(obj: Any, refs: list[Any]) -> Hashable:
         attrs = getattr(module, "__dict__", {})
         items = []
         for name, value in attrs.items():
-            if name in _SKIP_ATTRS:
-                continue
-            items.append((name, _state_value(value, refs)))
+            kind = type(value)
+            if kind in _PLAIN:  # the common cases first: a module's flags and its (empty) hook dicts
+                items.append((name, (kind, value)))
+            elif kind in _CONTAINERS and not value:
+                items.append((name, (kind,)))
+            elif name not in _SKIP_ATTRS:
+                items.append((name, _state_value(value, refs)))
         if isinstance(module, torch.nn.Module):
             items.append(("_parameters", tuple((n, None if p is None else _tensor_sig(p))
                                                for n, p in module._parameters.items())))
