@@ -88,13 +88,14 @@ def _both(contract, inputs, result, values: bool, initial):
         checker = CallChecker(contract, CFG, values=values, initial=initial)
         if not fast:
             checker._vouched = None
-            original = fastcheck.CallPlan.holds
-            fastcheck.CallPlan.holds = lambda *a, **k: False  # type: ignore[method-assign]
+            originals = fastcheck.CallPlan.holds_inputs, fastcheck.CallPlan.holds_result
+            fastcheck.CallPlan.holds_inputs = lambda *a, **k: False  # type: ignore[method-assign]
+            fastcheck.CallPlan.holds_result = lambda *a, **k: False  # type: ignore[method-assign]
         try:
             found = (checker.check_inputs(inputs), checker.check_outputs(result))
         finally:
             if not fast:
-                fastcheck.CallPlan.holds = original  # type: ignore[method-assign]
+                fastcheck.CallPlan.holds_inputs, fastcheck.CallPlan.holds_result = originals  # type: ignore[method-assign]
         out.append((found, dict(checker.bindings.values)))
     return out
 

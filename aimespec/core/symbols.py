@@ -191,6 +191,11 @@ def bound_values(cfg: AimeConfig) -> dict[str, int]:
     return dict(_bound_values(cfg, _generation[0]))
 
 
+def symbol_generation() -> int:
+    """A number that changes whenever a user's symbol is declared or forgotten (for caches of values)."""
+    return _generation[0]
+
+
 @functools.lru_cache(maxsize=64)
 def _bound_values(cfg: AimeConfig, generation: int) -> dict[str, int]:  # the config is frozen: once per config
     return {s.name: s.value(cfg) for s in all_symbols() if not s.free and s.available(cfg)}

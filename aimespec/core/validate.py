@@ -17,7 +17,7 @@ from aimespec.core.contract import MethodContract
 from aimespec.core.dims import DictNode, Leaf, Node, Other, TupleNode, dim_names, evaluate, format_shape, is_plain
 from aimespec.core.fastcheck import plan_of
 from aimespec.core.invariants import check_value
-from aimespec.core.symbols import bound_values
+from aimespec.core.symbols import bound_values, symbol_generation
 from aimespec.core.violation import Violation, ViolationKind
 
 
@@ -25,10 +25,8 @@ class Bindings:
     """Symbol values for one call: the config's bound symbols plus the free ones seen."""
 
     def __init__(self, cfg: AimeConfig, free: frozenset[str], initial: Mapping[str, int] | None = None):
-        self.values: dict[str, int] = bound_values(cfg)
+        self.values: dict[str, int] = _unbound_free(cfg, free).copy()
         self.free = free
-        for name in free:
-            self.values.pop(name, None)
         if initial:
             self.values.update(initial)
 
@@ -50,6 +48,29 @@ class Bindings:
     def mentioned(self, leaf: Leaf) -> dict[str, int]:
         names = [n for d in leaf.dims for n in dim_names(d)]
         return {n: self.values[n] for n in dict.fromkeys(names) if n in self.values}
+
+
+_UNBOUND: dict[tuple[int, int], tuple[AimeConfig, frozenset[str], int, dict[str, int]]] = {}
+_UNBOUND_MAX = 256  # distinct (config, contract) pairs kept; a test drawing many configs starts over
+
+
+def _unbound_free(cfg: AimeConfig, free: frozenset[str]) -> dict[str, int]:
+    """The config-bound symbols' values less the free ones: shared, never to be changed (copy it).
+
+    Once per (config, free set, symbol generation): by identity, not by hashing the config's
+    fields at every call (a config is frozen; `symbol_generation` moves when a user's symbol
+    comes or goes, and the entry is computed again)."""
+    key = (id(cfg), id(free))
+    generation = symbol_generation()
+    hit = _UNBOUND.get(key)
+    if hit is None or hit[0] is not cfg or hit[1] is not free or hit[2] != generation:
+        values = bound_values(cfg)
+        for name in free:
+            values.pop(name, None)
+        if len(_UNBOUND) >= _UNBOUND_MAX:
+            _UNBOUND.clear()
+        hit = _UNBOUND[key] = (cfg, free, generation, values)
+    return hit[3]
 
 
 def _expected_text(leaf: Leaf, shape: list[int | None]) -> str:
@@ -103,34 +124,32 @@ class CallChecker:
         self.values = values
         self._initial = initial
         self._vouched: Mapping[str, Any] | None = None  # arguments the fast path found to hold
-        self.bindings = Bindings(cfg, contract.free_symbols(), initial)
+        self._plan = plan_of(contract)
+        self.bindings = Bindings(cfg, self._plan.free, initial)
 
     # --- public steps -------------------------------------------------------------------
     def check_inputs(self, arguments: Mapping[str, Any]) -> list[Violation]:
         self._bind_int_arguments(arguments)
-        roots = [(p.node, arguments.get(p.name), p.name in arguments) for p in self.contract.params]
-        if plan_of(self.contract).holds(roots, self.bindings.values, self.bindings.free, self.values):
+        if self._plan.holds_inputs(arguments, self.bindings.values, self.values):
             self._vouched = arguments  # they hold: no message to build (fastcheck.py)
             return []
         return self._inputs_in_full(arguments)
 
     def check_outputs(self, result: Any) -> list[Violation]:
-        if plan_of(self.contract).holds([(self.contract.returns, result, True)], self.bindings.values,
-                                        self.bindings.free, self.values):
+        if self._plan.holds_result(result, self.bindings.values, self.values):
             return []
         if self._vouched is not None:  # the inputs took the fast path: bind them as the full validator does
             arguments, self._vouched = self._vouched, None
-            self.bindings = Bindings(self.cfg, self.contract.free_symbols(), self._initial)
+            self.bindings = Bindings(self.cfg, self._plan.free, self._initial)
             self._bind_int_arguments(arguments)
             self._inputs_in_full(arguments)
         return self._check_nodes(list(_walk(self.contract.returns, result)))
 
     def _bind_int_arguments(self, arguments: Mapping[str, Any]) -> None:
-        for p in self.contract.params:  # integer arguments (n_samples) bind their symbol
-            if isinstance(p.node, Other):
-                v = arguments.get(p.name, p.default)
-                if isinstance(v, int) and not isinstance(v, bool):
-                    self.bindings.values[p.name] = v
+        for name, default in self._plan.int_params:  # integer arguments (n_samples) bind their symbol
+            v = arguments.get(name, default)
+            if isinstance(v, int) and not isinstance(v, bool):
+                self.bindings.values[name] = v
 
     def _inputs_in_full(self, arguments: Mapping[str, Any]) -> list[Violation]:
         pairs: list[tuple[Node, Any, bool]] = []

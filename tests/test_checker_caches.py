@@ -1,0 +1,90 @@
+"""The checker's caches never answer for another config or another symbol table: the config-bound
+values a call starts from (core/validate.py `_unbound_free`, kept per config object and symbol
+generation) and the compiled plans (core/fastcheck.py `plan_of`, per contract object)."""
+
+import dataclasses
+
+import pytest
+import torch
+
+import aimespec
+from aimespec import AimeConfig, checked, checking
+from aimespec.core.contract import resolve
+from aimespec.core.symbols import forget_user_symbols
+from aimespec.core.validate import Bindings, CallChecker
+from aimespec.runtime.hold import make_inputs, make_result
+
+SMALL = AimeConfig.small()
+WIDER = AimeConfig.small(hidden_dim=48)  # the prior's input width hidden_dim+context_dim moves
+
+
+def _inputs(cfg: AimeConfig):
+    return make_inputs(resolve("DPGMMPrior.forward"), cfg, 2, 3, seed=0).arguments
+
+
+def test_a_call_is_held_to_its_own_config_not_the_one_checked_before():
+    contract = resolve("DPGMMPrior.forward")
+    for _ in range(2):  # the second round finds both configs' values cached
+        assert CallChecker(contract, SMALL).check_inputs(_inputs(SMALL)) == []
+        wrong = CallChecker(contract, WIDER).check_inputs(_inputs(SMALL))
+        assert [v.tensor for v in wrong] == ["h"] and "hidden_dim+context_dim" in wrong[0].message
+        assert CallChecker(contract, WIDER).check_inputs(_inputs(WIDER)) == []
+
+
+def test_an_equal_config_built_again_is_checked_by_its_own_values():
+    contract = resolve("DPGMMPrior.forward")
+    for width in (32, 40, 32, 40):  # a fresh object each time, some equal to one seen before
+        cfg = dataclasses.replace(SMALL, hidden_dim=width)
+        assert Bindings(cfg, contract.free_symbols()).values["hidden_dim"] == width
+        assert CallChecker(contract, cfg).check_inputs(_inputs(cfg)) == []
+
+
+def test_a_symbol_declared_or_forgotten_after_a_check_changes_the_values_bound():
+    free = resolve("DPGMMPrior.forward").free_symbols()
+    assert "n_cache_probe" not in Bindings(SMALL, free).values  # cached now, before the declaration
+    aimespec.symbol("n_cache_probe", "latent_dim + 1", meaning="a probe of the cache")
+    try:
+        assert Bindings(SMALL, free).values["n_cache_probe"] == SMALL.latent_dim + 1
+    finally:
+        forget_user_symbols(__name__)
+    assert "n_cache_probe" not in Bindings(SMALL, free).values
+
+
+def test_the_values_a_call_binds_do_not_leak_into_the_next_call():
+    contract = resolve("DPGMMPrior.forward")
+    first = CallChecker(contract, SMALL)
+    assert first.check_inputs(_inputs(SMALL)) == [] and first.bindings.values["B"] == 2
+    other = make_inputs(contract, SMALL, 5, 3, seed=0).arguments
+    second = CallChecker(contract, SMALL)
+    assert second.check_inputs(other) == [] and second.bindings.values["B"] == 5
+    assert "B" not in Bindings(SMALL, contract.free_symbols()).values
+
+
+def test_a_failed_fast_walk_leaves_no_binding_behind():
+    """The fast path binds B from the first tensor; when a later one disagrees it must undo that,
+    or the full validator would start from its B instead of the majority's."""
+    contract = resolve("AttentionSchema.forward")
+    arguments = dict(make_inputs(contract, SMALL, 1, 3, seed=0).arguments)
+    arguments["observation"] = torch.cat([arguments["observation"]] * 2)  # one tensor of three says B=2
+    found = CallChecker(contract, SMALL).check_inputs(arguments)
+    assert [v.tensor for v in found] == ["observation"] and found[0].bindings["B"] == 1
+
+
+def test_one_checked_method_on_two_models_is_held_to_each_models_config():
+    contract = resolve("DPGMMPrior.forward")
+
+    class Prior:
+        def __init__(self, cfg):
+            self.cfg = cfg
+
+        @checked("DPGMMPrior.forward")
+        def forward(self, h, n_samples=10):
+            return make_result(contract, self.cfg, h.shape[0], 3, seed=1)  # n_samples: its default
+
+    small, wider = Prior(SMALL), Prior(WIDER)
+    with checking("full"):
+        for _ in range(2):
+            small.forward(_inputs(SMALL)["h"])
+            wider.forward(_inputs(WIDER)["h"])
+            with pytest.raises(aimespec.ContractViolation, match="hidden_dim"):
+                wider.forward(_inputs(SMALL)["h"])
