@@ -1,15 +1,18 @@
 """The checker's caches never answer for another config or another symbol table: the config-bound
-values a call starts from (core/validate.py `_unbound_free`, kept per config object and symbol
-generation) and the compiled plans (core/fastcheck.py `plan_of`, per contract object)."""
+values (core/symbols.py `config_values`, kept per config object and symbol generation) and the
+compiled plans with those values written in (core/fastcheck.py `plan_of`, per contract object,
+config object and symbol generation)."""
 
 import dataclasses
 
 import pytest
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
 import aimespec
-from aimespec import AimeConfig, checked, checking
-from aimespec.core.contract import resolve
+from aimespec import AimeConfig, Contract, checked, checking
+from aimespec.core.contract import forget_contracts, resolve
 from aimespec.core.symbols import forget_user_symbols
 from aimespec.core.validate import Bindings, CallChecker
 from aimespec.runtime.hold import make_inputs, make_result
@@ -88,3 +91,25 @@ def test_one_checked_method_on_two_models_is_held_to_each_models_config():
             wider.forward(_inputs(WIDER)["h"])
             with pytest.raises(aimespec.ContractViolation, match="hidden_dim"):
                 wider.forward(_inputs(SMALL)["h"])
+
+
+def test_a_contract_checked_again_after_its_symbol_was_declared_anew_uses_the_new_value():
+    """The plan of a contract has its config's sizes written in: when the user's symbol it reads
+    is forgotten and declared again from another field, the next check must use the new size."""
+    aimespec.symbol("n_probe_width", "latent_dim + 1", meaning="a probe of the plan cache")
+    try:
+        class CacheProbe(Contract):
+            def forward(self, x: Float[Tensor, "B n_probe_width"]) -> Float[Tensor, "B"]: ...
+
+        contract = resolve("CacheProbe.forward")
+        one, two = torch.zeros(2, SMALL.latent_dim + 1), torch.zeros(2, SMALL.latent_dim + 2)
+        assert CallChecker(contract, SMALL).check_inputs({"x": one}) == []
+        assert CallChecker(contract, SMALL).check_inputs({"x": two}) != []
+        forget_user_symbols(__name__)
+        aimespec.symbol("n_probe_width", "latent_dim + 2", meaning="a probe of the plan cache")
+        assert resolve("CacheProbe.forward") is contract  # the same contract object: only the symbol moved
+        assert [v.tensor for v in CallChecker(contract, SMALL).check_inputs({"x": one})] == ["x"]
+        assert CallChecker(contract, SMALL).check_inputs({"x": two}) == []
+    finally:
+        forget_user_symbols(__name__)
+        forget_contracts(__name__)

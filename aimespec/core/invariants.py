@@ -8,6 +8,7 @@ input generator how to draw a valid tensor. Meta tensors carry no values: skippe
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
@@ -17,6 +18,9 @@ from aimespec.core.dims import evaluate
 @dataclass(frozen=True)
 class Invariant:
     path: str
+    # whether `violation` reads `values` (the symbols' values); False: the fast path may hand it
+    # only the call's own symbols instead of a copy of every one
+    reads_symbols: ClassVar[bool] = True
 
     def violation(self, value: torch.Tensor, dims: Sequence[str], values: dict[str, int]) -> str | None:
         """A phrase saying what is wrong (completing "`path` ..."), or None when it holds."""
@@ -37,6 +41,8 @@ def _axes(over: tuple[str | int, ...], dims: Sequence[str]) -> tuple[int, ...]:
 @dataclass(frozen=True)
 class Simplex(Invariant):
     """Non-negative and summing to one over the named axes."""
+
+    reads_symbols: ClassVar[bool] = False
 
     over: tuple[str | int, ...] = (-1,)
     atol: float = 1e-3
@@ -75,6 +81,8 @@ class Simplex(Invariant):
 @dataclass(frozen=True)
 class InRange(Invariant):
     """Every element in [low, high] (open ends where asked)."""
+
+    reads_symbols: ClassVar[bool] = False
 
     low: float = -math.inf
     high: float = math.inf
@@ -142,6 +150,8 @@ class IntRange(Invariant):
 @dataclass(frozen=True)
 class FiniteLoss(Invariant):
     """A finite scalar; `nonnegative` for reconstruction and KL terms."""
+
+    reads_symbols: ClassVar[bool] = False
 
     nonnegative: bool = False
     atol: float = 1e-5

@@ -192,8 +192,30 @@ def bound_values(cfg: AimeConfig) -> dict[str, int]:
 
 
 def symbol_generation() -> int:
-    """A number that changes whenever a user's symbol is declared or forgotten (for caches of values)."""
+    """A number that changes whenever a user's symbol is declared or forgotten (for caches)."""
     return _generation[0]
+
+
+_CONFIG_VALUES: dict[tuple[int, int], tuple[AimeConfig, frozenset[str], int, dict[str, int]]] = {}
+_CONFIG_VALUES_MAX = 256  # distinct (config, free set) pairs kept; a test drawing many configs starts over
+
+
+def config_values(cfg: AimeConfig, free: frozenset[str]) -> dict[str, int]:
+    """The config-bound symbols' values less the `free` ones: shared, never to be changed (copy it).
+
+    Once per (config, free set, symbol generation): by identity, not by hashing the config's
+    fields at every call (a config is frozen; the generation moves when a user's symbol comes
+    or goes, and the entry is computed again)."""
+    key = (id(cfg), id(free))
+    hit = _CONFIG_VALUES.get(key)
+    if hit is None or hit[0] is not cfg or hit[1] is not free or hit[2] != _generation[0]:
+        values = bound_values(cfg)
+        for name in free:
+            values.pop(name, None)
+        if len(_CONFIG_VALUES) >= _CONFIG_VALUES_MAX:
+            _CONFIG_VALUES.clear()
+        hit = _CONFIG_VALUES[key] = (cfg, free, _generation[0], values)
+    return hit[3]
 
 
 @functools.lru_cache(maxsize=64)

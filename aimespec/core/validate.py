@@ -17,7 +17,7 @@ from aimespec.core.contract import MethodContract
 from aimespec.core.dims import DictNode, Leaf, Node, Other, TupleNode, dim_names, evaluate, format_shape, is_plain
 from aimespec.core.fastcheck import plan_of
 from aimespec.core.invariants import check_value
-from aimespec.core.symbols import bound_values, symbol_generation
+from aimespec.core.symbols import config_values
 from aimespec.core.violation import Violation, ViolationKind
 
 
@@ -25,7 +25,7 @@ class Bindings:
     """Symbol values for one call: the config's bound symbols plus the free ones seen."""
 
     def __init__(self, cfg: AimeConfig, free: frozenset[str], initial: Mapping[str, int] | None = None):
-        self.values: dict[str, int] = _unbound_free(cfg, free).copy()
+        self.values: dict[str, int] = config_values(cfg, free).copy()
         self.free = free
         if initial:
             self.values.update(initial)
@@ -48,29 +48,6 @@ class Bindings:
     def mentioned(self, leaf: Leaf) -> dict[str, int]:
         names = [n for d in leaf.dims for n in dim_names(d)]
         return {n: self.values[n] for n in dict.fromkeys(names) if n in self.values}
-
-
-_UNBOUND: dict[tuple[int, int], tuple[AimeConfig, frozenset[str], int, dict[str, int]]] = {}
-_UNBOUND_MAX = 256  # distinct (config, contract) pairs kept; a test drawing many configs starts over
-
-
-def _unbound_free(cfg: AimeConfig, free: frozenset[str]) -> dict[str, int]:
-    """The config-bound symbols' values less the free ones: shared, never to be changed (copy it).
-
-    Once per (config, free set, symbol generation): by identity, not by hashing the config's
-    fields at every call (a config is frozen; `symbol_generation` moves when a user's symbol
-    comes or goes, and the entry is computed again)."""
-    key = (id(cfg), id(free))
-    generation = symbol_generation()
-    hit = _UNBOUND.get(key)
-    if hit is None or hit[0] is not cfg or hit[1] is not free or hit[2] != generation:
-        values = bound_values(cfg)
-        for name in free:
-            values.pop(name, None)
-        if len(_UNBOUND) >= _UNBOUND_MAX:
-            _UNBOUND.clear()
-        hit = _UNBOUND[key] = (cfg, free, generation, values)
-    return hit[3]
 
 
 def _expected_text(leaf: Leaf, shape: list[int | None]) -> str:
@@ -124,32 +101,45 @@ class CallChecker:
         self.values = values
         self._initial = initial
         self._vouched: Mapping[str, Any] | None = None  # arguments the fast path found to hold
-        self._plan = plan_of(contract)
-        self.bindings = Bindings(cfg, self._plan.free, initial)
+        self._bindings: Bindings | None = None
+        free = contract.free_symbols()
+        if initial and not initial.keys().isdisjoint(config_values(cfg, free)):  # a config symbol given a value
+            self._plan = plan_of(contract, None)
+            self._env = self.bindings.values
+        else:  # the usual case: the plan knows the config's values, the call binds only its own symbols
+            self._plan = plan_of(contract, cfg)
+            self._env: dict[str, int] = dict(initial) if initial else {}
+
+    @property
+    def bindings(self) -> Bindings:
+        """Every symbol's value so far: the config's, then the call's (built when first asked for)."""
+        if self._bindings is None:
+            self._bindings = Bindings(self.cfg, self.contract.free_symbols())
+            self._bindings.values.update(self._env)
+            self._env = self._bindings.values
+        return self._bindings
 
     # --- public steps -------------------------------------------------------------------
     def check_inputs(self, arguments: Mapping[str, Any]) -> list[Violation]:
         self._bind_int_arguments(arguments)
-        if self._plan.holds_inputs(arguments, self.bindings.values, self.values):
+        if self._plan.holds_inputs(arguments, self._env, self.values):
             self._vouched = arguments  # they hold: no message to build (fastcheck.py)
             return []
         return self._inputs_in_full(arguments)
 
     def check_outputs(self, result: Any) -> list[Violation]:
-        if self._plan.holds_result(result, self.bindings.values, self.values):
+        if self._plan.holds_result(result, self._env, self.values):
             return []
         if self._vouched is not None:  # the inputs took the fast path: bind them as the full validator does
             arguments, self._vouched = self._vouched, None
-            self.bindings = Bindings(self.cfg, self._plan.free, self._initial)
+            self._bindings = Bindings(self.cfg, self.contract.free_symbols(), self._initial)
+            self._env = self._bindings.values
             self._bind_int_arguments(arguments)
             self._inputs_in_full(arguments)
         return self._check_nodes(list(_walk(self.contract.returns, result)))
 
     def _bind_int_arguments(self, arguments: Mapping[str, Any]) -> None:
-        for name, default in self._plan.int_params:  # integer arguments (n_samples) bind their symbol
-            v = arguments.get(name, default)
-            if isinstance(v, int) and not isinstance(v, bool):
-                self.bindings.values[name] = v
+        self._plan.bind_ints(arguments, self._env)
 
     def _inputs_in_full(self, arguments: Mapping[str, Any]) -> list[Violation]:
         pairs: list[tuple[Node, Any, bool]] = []

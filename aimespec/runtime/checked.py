@@ -10,8 +10,9 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from aimespec.core.contract import resolve
+from aimespec.core.contract import MethodContract, resolve
 from aimespec.core.errors import ContractViolation
+from aimespec.core.fastcheck import plan_of
 from aimespec.core.validate import CallChecker
 from aimespec.runtime.mode import ENV_VAR, MODES, call_state, checking, current_mode, env_mode, observing
 
@@ -31,7 +32,7 @@ def checked(ref: str, *, view: Callable[[Any], Any] | None = None) -> Callable[[
     def deco(fn: F) -> F:
         sig = inspect.signature(fn)
         self_name = next(iter(sig.parameters))
-        contract_of = functools.cache(lambda: resolve(ref))  # resolved at the first checked call
+        resolved: list[MethodContract] = []  # the contract, resolved at the first checked call
         bind = _binder(sig, self_name)
 
         @functools.wraps(fn)
@@ -40,17 +41,12 @@ def checked(ref: str, *, view: Callable[[Any], Any] | None = None) -> Callable[[
             mode = override if override is not None else env_mode()
             if mode == "off" and not observers:
                 return fn(self, *args, **kwargs)
-            contract = contract_of()
+            contract = resolved[0] if resolved else _resolve_into(resolved, ref)
             arguments = bind(self, args, kwargs)
             if mode == "off":
                 result = fn(self, *args, **kwargs)
             else:
-                checker = CallChecker(contract, self.cfg, values=mode == "full")
-                if found := checker.check_inputs(arguments):
-                    raise ContractViolation(found) from None
-                result = fn(self, *args, **kwargs)
-                if found := checker.check_outputs(result if view is None else view(result)):
-                    raise ContractViolation(found) from None
+                result = _checked_call(contract, self, fn, args, kwargs, arguments, mode == "full", view)
             if observers:
                 shown = result if view is None else view(result)
                 for observe in observers:
@@ -62,6 +58,35 @@ def checked(ref: str, *, view: Callable[[Any], Any] | None = None) -> Callable[[
         return wrapper  # type: ignore[return-value]
 
     return deco
+
+
+def _resolve_into(resolved: list[MethodContract], ref: str) -> MethodContract:
+    resolved.append(resolve(ref))
+    return resolved[0]
+
+
+def _checked_call(contract: MethodContract, obj: Any, fn: Callable[..., Any], args: tuple, kwargs: dict,
+                  arguments: dict[str, Any], values: bool, view: Callable[[Any], Any] | None) -> Any:
+    """Run `fn` held to its contract. A call that holds meets only the contract's plan at the
+    object's config (fastcheck.py); a `CallChecker` is built only when the plan cannot vouch
+    for it, to say what is wrong (or to find that nothing is)."""
+    plan = plan_of(contract, obj.cfg)
+    env: dict[str, int] = {}
+    checker = None
+    if not plan.holds_inputs(arguments, env, values):
+        checker = CallChecker(contract, obj.cfg, values=values)
+        if found := checker.check_inputs(arguments):
+            raise ContractViolation(found) from None
+    result = fn(obj, *args, **kwargs)
+    shown = result if view is None else view(result)
+    if checker is None:
+        if plan.holds_result(shown, env, values):
+            return result
+        checker = CallChecker(contract, obj.cfg, values=values)
+        checker.check_inputs(arguments)  # binds what the inputs bind, as the full validator will need
+    if found := checker.check_outputs(shown):
+        raise ContractViolation(found) from None
+    return result
 
 
 def _binder(sig: inspect.Signature, self_name: str) -> Callable[[Any, tuple, dict], dict[str, Any]]:
