@@ -1,5 +1,5 @@
 """`python -m aimespec`: the same command as the `aimespec` console script."""
 
-from aimespec.cli import main
+from aimespec.cli import console
 
-main()
+console()

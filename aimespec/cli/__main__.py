@@ -1,5 +1,5 @@
 """`python -m aimespec.cli` (kept for torchrun: `torchrun ... -m aimespec.cli train ...`)."""
 
-from aimespec.cli import main
+from aimespec.cli import console
 
-main()
+console()

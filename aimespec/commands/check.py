@@ -22,6 +22,7 @@ import torch
 
 from aimespec.commands import check_probes, check_timing
 from aimespec.commands.check_inside import def_line, inside_violations, is_signature_error, signature_note
+from aimespec.commands.check_probes import InTurn
 from aimespec.commands.check_report import CheckReport, ContractResult
 from aimespec.commands.coverage import check_symbol_fields, file_suggestions, unchecked_labels
 from aimespec.commands.isolate import import_model, label_of, lost_message, run_isolated
@@ -41,6 +42,8 @@ from aimespec.explain.findings import (
     shape_documented_error,
     value_advice,
 )
+from aimespec.runtime import alongside
+from aimespec.runtime.alongside import Alongside
 from aimespec.runtime.checked import checking
 from aimespec.runtime.deadline import CallTimeout, Deadline
 from aimespec.runtime.discover import Component, ModelSource, display_path
@@ -157,23 +160,36 @@ class _Engine:
         self.models: list[Any] = []  # every model built (for what it holds that no contract covers)
         self.meta = meta
         self.meta_objects: dict[Any, Any] = {}  # key -> the object built on the meta device (None: it cannot be)
+        self.started: list[Alongside] = []  # probes started alongside
+        self.pending_probes: list[tuple[ContractResult, MethodContract, Alongside, str | None]] = []  # rows held
         self.meta_ops = OpMemo()  # every meta pass of this check: each distinct torch operation computed once
         # value invariants need real numbers: when shapes ran on meta, one small real call (B != T)
         self.small_pair = (min(2, cfg.batch_size), min(3, cfg.sequence_length))
 
     def run(self) -> list[ContractResult]:
         rows: list[ContractResult] = []
-        with checking("off"):  # one checker, this engine (reference components would check themselves too)
-            for comp in self.source.part_components():
-                rows += self._component(comp)
-            covered: set[type] = set()
-            if self.source.build_model is not None:
-                rows += self._world(self.source.build_model, "build_model", covered)
-            for comp in self.source.world_components():
-                if not any(issubclass(t, comp.cls) for t in covered):
-                    rows += self._world(comp.cls, comp.name, covered)
-            self.probe_config = check_probes.finish(self, rows)
+        threads = torch.get_num_threads()
+        if self.probes and alongside.available():  # a CPU for the probes alongside, the others here
+            torch.set_num_threads(max(1, threads - 1))
+        try:
+            with checking("off"):  # one checker, this engine (reference components would check themselves too)
+                self._run_all(rows)
+        finally:  # probes still running alongside when something went wrong: not wanted any more
+            for job in self.started:
+                job.cancel()
+            torch.set_num_threads(threads)
         return rows
+
+    def _run_all(self, rows: list[ContractResult]) -> None:
+        for comp in self.source.part_components():
+            rows += self._component(comp)
+        covered: set[type] = set()
+        if self.source.build_model is not None:
+            rows += self._world(self.source.build_model, "build_model", covered)
+        for comp in self.source.world_components():
+            if not any(issubclass(t, comp.cls) for t in covered):
+                rows += self._world(comp.cls, comp.name, covered)
+        self.probe_config = check_probes.finish(self, rows)
 
     # --- calling user code -----------------------------------------------------------------
     def _run(self, fn: Callable[[], Any], recorder: Recorder | None = None) -> Any:
@@ -215,6 +231,7 @@ class _Engine:
             return rows
         rows: list[ContractResult] = []
         inner: dict[tuple, ContractResult] = {}
+        started = {mc.name: self._start_probes(mc, obj) for mc in methods_of(comp.contract)}
         with Recorder(self.cfg, self.source.files, check=True).install(obj) as recorder:
             for mc in methods_of(comp.contract):
                 row = ContractResult(mc.name, comp.name, file=self._file_of(comp.cls))
@@ -242,7 +259,7 @@ class _Engine:
                     row, mc, obj, comp.cls, B, T, recorder, inner), lambda inputs, mc=mc: call_method(obj, mc, inputs),
                     mc)
         for mc, row in zip(methods_of(comp.contract), rows, strict=True):
-            self._probe(row, mc, obj)
+            self._probe(row, mc, obj, started[mc.name])
         return rows + list(inner.values())
 
     def _real_calls(self, real: list[tuple[int, int]], used: tuple[str, ...], call: Callable[[int, int], bool],
@@ -310,6 +327,7 @@ class _Engine:
                                               "forward_sequence")))
             return [row]
         inner: dict[tuple, ContractResult] = {}
+        started = self._start_probes(mc, model)
         real = [(B, T) for B, T in self.world_pairs  # shapes on meta where the code allows it
                 if not self._on_meta(factory, lambda: build(factory, self.cfg) if is_class else factory(self.cfg),
                                      "forward_sequence", lambda m, r, B=B, T=T: self._world_call(
@@ -320,13 +338,24 @@ class _Engine:
             self._real_calls(real, ("B", "T"), lambda B, T: self._world_call(row, mc, model, label, B, T, recorder,
                                                                              inner),
                              lambda inputs: model.forward_sequence(*inputs.args), mc)
-        self._probe(row, mc, model)
+        self._probe(row, mc, model, started)
         return [row, *inner.values()]
 
-    def _probe(self, row: ContractResult, mc: MethodContract, obj: Any) -> None:
-        """The behavioural probes, once the shapes held (SPEC "Behavioural probes")."""
+    def _start_probes(self, mc: MethodContract, obj: Any) -> Alongside | InTurn | None:
+        """The call probes on the object as built: in a process alongside where one can run, else in turn."""
+        job = check_probes.start_probes(self, mc, obj)
+        if isinstance(job, Alongside):
+            self.started.append(job)
+        return job
+
+    def _probe(self, row: ContractResult, mc: MethodContract, obj: Any,
+               started: Alongside | InTurn | None = None) -> None:
+        """The behavioural probes, once the shapes held (SPEC "Behavioural probes"): their results, or
+        the ones `started` alongside once the check collects them."""
         if self.probes:
-            check_probes.probe_row(self, row, mc, obj)
+            check_probes.probe_row(self, row, mc, obj, started)
+        elif started is not None:
+            started.cancel()
 
     def _world_call(self, row: ContractResult, mc: MethodContract, model: Any, label: str, B: int, T: int,
                     recorder: Recorder, inner: dict[tuple, ContractResult], device: str | None = None) -> bool:

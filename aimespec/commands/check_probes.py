@@ -7,6 +7,7 @@ After a contract's shapes and values hold, `probe_row` runs the `batch`, `causal
 (`row.probes`: "ok", "failed" or "skipped: <reason>"): nothing passes silently.
 """
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,8 +17,10 @@ from aimespec.commands.probe_config import config_violation, literal_width, vari
 from aimespec.core.config import AimeConfig
 from aimespec.core.contract import MethodContract, resolve
 from aimespec.core.errors import ConfigError
-from aimespec.core.violation import Violation
+from aimespec.core.violation import Violation, ViolationKind
 from aimespec.explain.findings import Finding, documented, return_line
+from aimespec.runtime import alongside
+from aimespec.runtime.alongside import Alongside, AlongsideLost
 from aimespec.runtime.hold import build
 from aimespec.runtime.probes import PROBE_PAIR, PROBES, Prober, ProbeResult, one_thread
 
@@ -27,6 +30,9 @@ SKIP_INSIDE = "skipped: called inside {parent}, whose own probes cover the whole
 SKIP_OFF = "skipped: --no-vary-config"
 SKIP_NOT_REACHED = "skipped: not reached at the varied config"
 SKIP_ALL = "skipped: --no-probes"
+SKIP_LOST = "skipped: their process ended without a result (the finding says how)"
+PROBES_LOST = "{contract}: the model's code {reason}"
+PROBE_CALLS = 7  # calls the batch, causal and repeat probes make at most: their time limit is this many calls'
 
 
 def _failed_before(row: ContractResult) -> bool:
@@ -40,17 +46,71 @@ def probe_finding(result: ProbeResult) -> Finding:
     return Finding(v, title=title, explanation=result.cause)
 
 
-def probe_row(engine: Any, row: ContractResult, mc: MethodContract, obj: Any) -> None:
-    """The batch, causal and repeat probes of one contract method on one built object."""
+def _prober(engine: Any, mc: MethodContract, obj: Any) -> Prober:
+    where = return_line(getattr(type(obj), mc.method, None))
+    return Prober(obj, mc, engine.cfg, engine.seed, run=engine._run, where=where, device=engine.device)
+
+
+class InTurn:
+    """Probes that run here, in turn, once their row is done, on a copy of the object as it was built:
+    what a process alongside sees, so that both ways report the same (a copy that cannot be made: the
+    object itself, as its examples left it)."""
+
+    def __init__(self, obj: Any) -> None:
+        try:
+            self.obj = copy.deepcopy(obj)
+        except Exception:  # the user's object may refuse to be copied
+            self.obj = obj
+
+    def cancel(self) -> None:
+        self.obj = None
+
+
+def start_probes(engine: Any, mc: MethodContract, obj: Any) -> Alongside | InTurn | None:
+    """The call probes of one method on a just-built object: started in a process alongside
+    (`aimespec.runtime.alongside`) while the shape checks go on, or `InTurn` where none can run."""
+    if not engine.probes or not callable(getattr(obj, mc.method, None)):
+        return None
+    if not alongside.available():
+        return InTurn(obj)
+    prober = _prober(engine, mc, obj)
+    return Alongside(lambda: prober.probes(CALL_PROBES), limit=PROBE_CALLS * engine.limit)
+
+
+def probe_row(engine: Any, row: ContractResult, mc: MethodContract, obj: Any,
+              started: Alongside | InTurn | None = None) -> None:
+    """The batch, causal and repeat probes of one contract method on one built object, once its row is
+    done: the ones `started` alongside are added by `collect`; `InTurn` ones run now, on their copy."""
     if _failed_before(row) or not callable(getattr(obj, mc.method, None)):
+        if started is not None:
+            started.cancel()
         row.probes.update(dict.fromkeys(CALL_PROBES, SKIP_FAILED))
         return
-    where = return_line(getattr(type(obj), mc.method, None))
-    prober = Prober(obj, mc, engine.cfg, engine.seed, run=engine._run, where=where, device=engine.device)
-    for result in prober.probes(CALL_PROBES):
+    if isinstance(started, Alongside):
+        engine.pending_probes.append((row, mc, started, return_line(getattr(type(obj), mc.method, None))))
+        return
+    _add_results(row, _prober(engine, mc, obj if started is None else started.obj).probes(CALL_PROBES))
+
+
+def _add_results(row: ContractResult, results: list[ProbeResult]) -> None:
+    for result in results:
         row.probes[result.name] = result.status
         if result.violation is not None:
             row.add(probe_finding(result))
+
+
+def collect(engine: Any) -> None:
+    """The results of the probes that ran alongside, each added to its row."""
+    pending, engine.pending_probes = engine.pending_probes, []
+    for row, mc, job, where in pending:
+        try:
+            _add_results(row, job.result())
+        except AlongsideLost as lost:
+            kind = ViolationKind.TIMEOUT if lost.stopped else ViolationKind.EXCEPTION
+            v = Violation(contract=mc.name, tensor="(process)", kind=kind,
+                          message=PROBES_LOST.format(contract=mc.name, reason=lost.reason))
+            row.add(Finding(v.at(*PROBE_PAIR, engine.seed, where)))
+            row.probes.update(dict.fromkeys(CALL_PROBES, SKIP_LOST))
 
 
 def finish(engine: Any, rows: list[ContractResult]) -> dict[str, Any] | None:
@@ -64,7 +124,10 @@ def finish(engine: Any, rows: list[ContractResult]) -> dict[str, Any] | None:
             parent = row.implementation.split(" → ")[0]
             for name in CALL_PROBES:
                 row.probes.setdefault(name, SKIP_INSIDE.format(parent=parent))
-    changes = _config_probe(engine, rows) if engine.vary_config else None
+    changes, staged = _config_probe(engine, rows) if engine.vary_config else (None, [])
+    collect(engine)  # the probes alongside ran while the config probe did: their findings come first
+    for row, finding in staged:
+        row.add(finding)
     for row in rows:
         row.probes.setdefault("config", SKIP_OFF)
         for name in CALL_PROBES:
@@ -73,18 +136,23 @@ def finish(engine: Any, rows: list[ContractResult]) -> dict[str, Any] | None:
     return changes
 
 
-def _config_probe(engine: Any, rows: list[ContractResult]) -> dict[str, Any] | None:
+Staged = list[tuple[ContractResult, Finding]]
+
+
+def _config_probe(engine: Any, rows: list[ContractResult]) -> tuple[dict[str, Any] | None, Staged]:
+    """The config probe's statuses (set on the rows), its changes, and its findings (to add after the others)."""
+    staged: Staged = []
     try:
         cfg2, changes = varied_config(engine.cfg)
     except (ConfigError, ValueError) as exc:
         for row in rows:
             row.probes["config"] = f"skipped: no second config with other widths is valid ({exc})"
-        return None
+        return None, staged
     source = _passing(engine.source, rows)
     if not source.components and source.build_model is None:
         for row in rows:
             row.probes["config"] = SKIP_FAILED
-        return None
+        return None, staged
     second = type(engine)(source, cfg2, 0, engine.seed, engine.timeout, engine.device, meta=False,
                           probes=False, vary_config=False)
     with one_thread():  # a small config: one thread is faster
@@ -99,8 +167,8 @@ def _config_probe(engine: Any, rows: list[ContractResult]) -> dict[str, Any] | N
             row.probes["config"] = "ok"
         else:
             row.probes["config"] = "failed"
-            row.add(_config_finding(other.findings, engine.cfg, cfg2, changes, _files(engine, row)))
-    return changes
+            staged.append((row, _config_finding(other.findings, engine.cfg, cfg2, changes, _files(engine, row))))
+    return changes, staged
 
 
 def _passing(source: Any, rows: list[ContractResult]) -> Any:

@@ -98,6 +98,18 @@ def in_worker() -> bool:
     return _channel is not None
 
 
+def leave_channel() -> None:
+    """In a process forked from the worker (`aimespec.runtime.alongside`): the worker's channel to its
+    parent is not this process's to write, and `phase` becomes a no-op."""
+    global _channel
+    _channel = None
+
+
+def signal_hint(sig: signal.Signals | None) -> str:
+    """What a signal that ended a process usually means, in a few words."""
+    return _SIGNAL_HINTS.get(sig, "a crash in C code") if sig is not None else "a crash in C code"
+
+
 def default_max_memory() -> int | None:
     total = physical_memory()
     return int(total * MAX_MEMORY_DEFAULT) if total else None
@@ -283,7 +295,7 @@ def _describe(status: int) -> str:
         except ValueError:
             known = None
         name = known.name if known is not None else f"signal {sig}"
-        hint = _SIGNAL_HINTS.get(known, "a crash in C code") if known is not None else "a crash in C code"
+        hint = signal_hint(known)
         return LOST_SIGNAL.format(name=name, hint=hint)
     code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else status
     return LOST_EXIT.format(status=code, hint="the model's code called os._exit or exited from C code")

@@ -1,0 +1,147 @@
+"""Work alongside (aimespec/runtime/alongside.py) and the probes `check` runs there."""
+
+import json
+import os
+import signal
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from aimespec import AimeConfig, check
+from aimespec.runtime import alongside, worker
+from aimespec.runtime.alongside import Alongside, AlongsideLost
+from tests.bad_input import cli
+
+CFG = AimeConfig.small()
+
+
+def test_the_result_comes_back_and_the_process_changed_nothing_here():
+    box = {"n": 1}
+
+    def job():
+        box["n"] = 99  # the forked process's own copy
+        return [box["n"], os.getpid()]
+
+    value, pid = Alongside(job, limit=20).result()
+    assert value == 99 and pid != os.getpid() and box == {"n": 1}
+
+
+def test_the_jobs_exception_is_raised_where_the_result_is_asked_for():
+    def job():
+        raise KeyError("no such slot")
+
+    with pytest.raises(KeyError, match="no such slot"):
+        Alongside(job, limit=20).result()
+
+
+@pytest.mark.parametrize(("end", "said"), [
+    (lambda: os._exit(7), "ended the probes' process with exit status 7 (the model's code called os._exit"),
+    (lambda: os.kill(os.getpid(), signal.SIGSEGV), "crashed the probes' process with SIGSEGV (a segmentation fault"),
+])
+def test_a_process_that_ends_without_a_result_is_said_in_one_sentence(end, said):
+    with pytest.raises(AlongsideLost) as lost:
+        Alongside(end, limit=20).result()
+    assert str(lost.value).startswith(said) and not lost.value.stopped
+
+
+def test_a_process_that_hangs_is_stopped_after_its_limit(monkeypatch):
+    monkeypatch.setattr(alongside, "GRACE", 0.2)
+    started = time.monotonic()
+    job = Alongside(lambda: time.sleep(60), limit=0.3)
+    with pytest.raises(AlongsideLost, match=r"did not finish the probes within 0.3 s \(a hang in C code\)") as lost:
+        job.result()
+    assert lost.value.stopped and time.monotonic() - started < 10
+    with pytest.raises(ChildProcessError):
+        os.waitpid(job.pid, os.WNOHANG)  # killed and reaped
+
+
+def test_a_large_result_is_read_whole_and_cancel_stops_a_running_process():
+    assert len(Alongside(lambda: b"x" * 5_000_000, limit=20).result()) == 5_000_000
+    job = Alongside(lambda: time.sleep(60), limit=60)
+    job.cancel()
+    with pytest.raises(AlongsideLost, match="was cancelled"):
+        job.result()
+
+
+def test_the_number_of_processes_running_at_once_is_bounded(monkeypatch):
+    monkeypatch.setattr(alongside, "MAX_RUNNING_PER_CPU", 1)
+    monkeypatch.setattr(alongside, "usable_cpus", lambda: 1)
+    jobs = [Alongside(lambda i=i: i, limit=20) for i in range(4)]
+    assert len(alongside._running) <= 1
+    assert [j.result() for j in jobs] == [0, 1, 2, 3]
+
+
+def test_work_runs_alongside_only_inside_the_worker_process():
+    assert not alongside.available()  # here: the test process, whose threads and state are not ours
+    if alongside.usable_cpus() >= 2:
+        assert worker.isolated(alongside.available, timeout=20)
+    assert worker.isolated(lambda: Alongside(worker.in_worker, limit=20).result(), timeout=20) is False
+
+
+CRASH_IN_PROBES = textwrap.dedent('''
+    import os
+    import signal
+
+    from reference_model.dynamics import LSTMLayer as ReferenceLSTMLayer
+
+
+    class CrashingLSTMLayer(ReferenceLSTMLayer):
+        """Sound under the shape checks (train mode); crashes its process in eval mode, where the probes run."""
+
+        def forward(self, input, hx):
+            if not self.training:
+                os.kill(os.getpid(), signal.SIGSEGV)
+            return super().forward(input, hx)
+''')
+
+
+@pytest.mark.skipif(alongside.usable_cpus() < 2, reason="the probes run alongside with two CPUs or more")
+def test_a_crash_in_the_probes_is_a_finding_and_the_rest_of_the_report_stays(tmp_path):
+    path = tmp_path / "crash_in_probes.py"
+    path.write_text(CRASH_IN_PROBES)
+    run = cli("check", str(path), "--examples", "1", "--no-vary-config", "--set", "batch_size=2",
+              "--set", "sequence_length=3", "--json")
+    assert run.code == 1, run
+    (found,) = json.loads(run.stdout)["results"][0]["violations"]
+    assert found["message"] == ("LSTMLayer.forward: the model's code crashed the probes' process with SIGSEGV "
+                                "(a segmentation fault in C code, e.g. an extension or ctypes)")
+    assert (found["kind"], found["batch"], found["seq_len"]) == ("exception", 2, 2)
+    line = CRASH_IN_PROBES.splitlines().index("        return super().forward(input, hx)") + 1
+    assert found["where"].endswith(f"crash_in_probes.py:{line}")  # the method's return line, as probe findings
+    report = check(path, CFG.replace(batch_size=2, sequence_length=3), examples=1, vary_config=False)
+    row = next(r for r in report.results if r.contract == "LSTMLayer.forward" and r.checked_in != "inside")
+    assert row.probes == dict.fromkeys(("batch", "causal", "repeat"),
+                                       "skipped: their process ended without a result (the finding says how)") | {
+        "config": "skipped: --no-vary-config"}
+    assert [f.violation.kind.value for f in row.findings] == ["exception"]
+
+
+def _shown(report):
+    return [(r.contract, r.implementation, r.probes, [(f.violation.kind, f.violation.message, f.violation.where)
+                                                      for f in r.findings]) for r in report.results]
+
+
+@pytest.mark.skipif(alongside.usable_cpus() < 2, reason="the probes run alongside with two CPUs or more")
+@pytest.mark.parametrize("name", ["fold.py", "stateful.py", "unmasked.py", "batch_first_fixed.py"])
+def test_probes_alongside_report_what_probes_run_in_turn_report(name, monkeypatch, tmp_path):
+    path = Path(__file__).resolve().parent.parent / "examples" / "probes" / name
+    cfg = AimeConfig()
+    started = tmp_path / "started"
+    real_start = alongside.Alongside.__init__
+
+    def noted(self, job, *, limit):
+        with started.open("a") as out:  # the worker forks from this process: patched there too
+            out.write("x")
+        real_start(self, job, limit=limit)
+
+    monkeypatch.setattr(alongside.Alongside, "__init__", noted)
+    together = check(path, cfg, examples=1, vary_config=False)
+    assert started.read_text(), "the probes ran alongside"
+    started.unlink()
+    monkeypatch.setattr(alongside, "available", lambda: False)
+    in_turn = check(path, cfg, examples=1, vary_config=False)
+    assert not started.exists()
+    assert _shown(together) == _shown(in_turn)
+    assert together.ok == in_turn.ok
