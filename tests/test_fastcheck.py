@@ -22,6 +22,7 @@ from aimespec.runtime.hold import make_inputs, make_result
 
 CFG = AimeConfig.small()
 METHODS = [mc for mc in all_methods() if mc.params]
+INITIAL = ["none", "B and T", "with a config size"]  # what the caller binds before the call (hold binds B, T)
 BREAKS = ["none", "dim", "rank", "dtype", "missing", "not_a_tensor", "nan", "scale", "batch", "none_value"]
 
 
@@ -102,7 +103,7 @@ def _both(contract, inputs, result, values: bool, initial):
 
 @settings(max_examples=150)  # cheap (a few ms each) and the one guard of the fast path
 @given(st.sampled_from(METHODS), st.integers(1, 5), st.integers(1, 6), st.sampled_from(BREAKS),
-       st.sampled_from(["inputs", "result"]), st.booleans(), st.booleans(), st.data())
+       st.sampled_from(["inputs", "result"]), st.booleans(), st.sampled_from(INITIAL), st.data())
 def test_the_fast_path_reports_what_the_full_validator_reports(mc, B, T, how, where, values, initial, data):
     inputs = make_inputs(mc, CFG, B, T, seed=data.draw(st.integers(0, 9)))
     arguments = inputs.arguments
@@ -127,7 +128,9 @@ def test_the_fast_path_reports_what_the_full_validator_reports(mc, B, T, how, wh
                 arguments = _replace(arguments, path, new)
             else:
                 result = _replace(result, path, new)
-    bound = {"B": B, "T": T} if initial else None
+    bound = None if initial == "none" else {"B": B, "T": T}
+    if bound is not None and initial == "with a config size":  # a config symbol too: the plan without its sizes
+        bound.update(hidden_dim=CFG.hidden_dim, K=CFG.max_components)
     (fast, fast_env), (full, full_env) = _both(mc, arguments, result, values, bound)
     assert fast == full
     assert fast_env == full_env

@@ -1,18 +1,19 @@
 """The validator's fast path: does a call hold? Answered without building a single message.
 
-Almost every checked call holds. `CallPlan` compiles a contract once: each node of its tree
-becomes a closure (a tensor's rank, its dtypes as `torch.dtype`s, its axes split into literals,
-symbols and compiled expressions, its invariants). `CallPlan.holds_inputs` / `holds_result`
-walk a call's arguments or result with them: True means the call holds and the symbols it
-binds are in `env`, exactly as the full validator would bind them. Anything else (a wrong
-rank, a disagreement between two tensors about `B`, a failing invariant, an unusual value)
-answers False with `env` as it was, and the full validator in validate.py runs again from
-the start to say what is wrong: messages are built only on failure.
+Almost every checked call holds. `CallPlan` compiles a contract once per config: each tensor's
+rank, its dtypes as `torch.dtype`s, its axes as known sizes (literals and the config's),
+symbols and compiled expressions, its invariants; the walk of its arguments and of its result
+written out as Python (fastcheck_code.py). `CallPlan.holds_inputs` / `holds_result` run them:
+True means the call holds and the symbols it binds are in `env`, exactly as the full validator
+would bind them. Anything else (a wrong rank, a disagreement between two tensors about `B`, a
+failing invariant, an unusual value) answers False with `env` as it was, and the full
+validator in validate.py runs again from the start to say what is wrong: messages are built
+only on failure.
 
 A checked forward makes ~50 such calls between the model's own operations, which leave the
-checker's objects out of the CPU's caches: what counts is how little a call touches (no
-copy of the symbol table, one closure per node, one pass over the tensors), not only how
-few instructions it runs."""
+checker's objects out of the CPU's caches: what counts is how little a call touches (no copy
+of the symbol table, one code object per walk, one pass over the tensors), not only how few
+instructions it runs."""
 
 import ast
 from collections.abc import Callable, Mapping
@@ -20,11 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from beartype.door import is_bearable
 
 from aimespec.core.config import AimeConfig
 from aimespec.core.contract import MethodContract
-from aimespec.core.dims import DictNode, Leaf, Node, Other, TupleNode, dim_names, evaluate, is_plain
+from aimespec.core.dims import Leaf, Other, dim_names, evaluate, is_plain
+from aimespec.core.fastcheck_code import inputs_walk, result_walk
 from aimespec.core.invariants import Invariant
 from aimespec.core.symbols import config_values, symbol_generation
 
@@ -102,12 +103,12 @@ class _Fails(Exception):
 
 
 Again = list[tuple[LeafPlan, torch.Tensor]]  # the tensors with expressions or invariants, for after the walk
-Collect = Callable[[Any, bool, dict[str, int], Again], None]  # (value, present, env, again), or raises _Fails
 
 
 class CallPlan:
-    """A contract compiled for the fast path at one config: each node of its tree as one `Collect`
-    closure, the config's sizes written into them (`hidden_dim` is 32 here, not a name to look up).
+    """A contract compiled for the fast path at one config: its arguments' walk and its result's,
+    written out as Python (fastcheck_code.py) with the config's sizes in them (`hidden_dim` is 32
+    here, not a name to look up).
 
     `known` is what the config binds (less the call's free symbols); the `env` of a walk holds
     only what the call binds itself: its free symbols (B, T, n_samples, ...) and any symbol the
@@ -117,18 +118,14 @@ class CallPlan:
     def __init__(self, contract: MethodContract, known: dict[str, int]) -> None:
         self.contract = contract
         self.known = known
-        self.params = tuple((p.name, self._compile(p.node)) for p in contract.params)
         self.int_params = tuple((p.name, p.default) for p in contract.params if isinstance(p.node, Other))
-        self.returns = self._compile(contract.returns)
+        plans: dict[int, LeafPlan] = {}
 
-    def _compile(self, node: Node) -> Collect:
-        if isinstance(node, Leaf):
-            return _leaf_collector(_leaf_plan(node, self.contract, self.known))
-        if isinstance(node, TupleNode):
-            return _tuple_collector(node, tuple(self._compile(item) for item in node.items))
-        if isinstance(node, DictNode):
-            return _dict_collector(node, tuple((key, self._compile(item)) for key, item, _ in node.entries))
-        return _other_collector(node)
+        def plan_for(leaf: Leaf) -> LeafPlan:
+            return plans.setdefault(id(leaf), _leaf_plan(leaf, contract, known))
+
+        self._inputs = inputs_walk([(p.name, p.node) for p in contract.params], plan_for, _Fails, contract.name)
+        self._result = result_walk(contract.returns, plan_for, _Fails, contract.name)
 
     # --- the walk ---------------------------------------------------------------------------
     def bind_ints(self, arguments: Mapping[str, Any], env: dict[str, int]) -> None:
@@ -146,11 +143,7 @@ class CallPlan:
         again: Again = []
         size = len(env)
         try:
-            for name, collect in self.params:
-                if name in arguments:
-                    collect(arguments[name], True, env, again)
-                else:
-                    collect(None, False, env, again)
+            self._inputs(arguments, env, again)
             if again:
                 self._after(again, env, values)
         except Exception:  # _Fails, or a user's odd object (a keys() that raises): the full validator judges
@@ -163,7 +156,7 @@ class CallPlan:
         again: Again = []
         size = len(env)
         try:
-            self.returns(result, True, env, again)
+            self._result(result, env, again)
             if again:
                 self._after(again, env, values)
         except Exception:
@@ -200,91 +193,6 @@ def _forget_from(env: dict[str, int], size: int) -> None:
     """Undo the walk's bindings: it only adds names (never changes one), so they are the last ones."""
     for name in list(env)[size:]:
         del env[name]
-
-
-def _leaf_collector(plan: LeafPlan) -> Collect:
-    """Rank, dtype, then each axis: a known size compared, a symbol bound by the first tensor that
-    has it (any other size is a disagreement the full validator must judge)."""
-    optional, rank, dtypes, exact, consts, symbols = (plan.leaf.optional, plan.rank, plan.dtypes, plan.exact,
-                                                      plan.consts, plan.symbols)
-    again_too, tensor = plan.again, torch.Tensor
-
-    def collect(value: Any, present: bool, env: dict[str, int], again: Again) -> None:
-        if not present or value is None:
-            if optional:
-                return
-            raise _Fails
-        if not isinstance(value, tensor):
-            raise _Fails
-        shape = value.shape
-        if len(shape) != rank or (dtypes is not None and value.dtype not in dtypes):
-            raise _Fails
-        if exact is not None:
-            if shape != exact:
-                raise _Fails
-        else:
-            for i, want in consts:
-                if shape[i] != want:
-                    raise _Fails
-            for i, name in symbols:
-                want = env.get(name)
-                if want is None:
-                    env[name] = shape[i]
-                elif want != shape[i]:
-                    raise _Fails
-        if again_too:
-            again.append((plan, value))
-
-    return collect
-
-
-def _tuple_collector(node: TupleNode, items: tuple[Collect, ...]) -> Collect:
-    optional, size = node.optional, len(items)
-
-    def collect(value: Any, present: bool, env: dict[str, int], again: Again) -> None:
-        if not present or value is None:
-            if not present or optional:
-                return
-            raise _Fails
-        if not isinstance(value, (tuple, list)) or len(value) != size:
-            raise _Fails
-        for item, v in zip(items, value, strict=True):
-            item(v, True, env, again)
-
-    return collect
-
-
-def _dict_collector(node: DictNode, entries: tuple[tuple[str, Collect], ...]) -> Collect:
-    optional = node.optional
-
-    def collect(value: Any, present: bool, env: dict[str, int], again: Again) -> None:
-        if not present or value is None:
-            if not present or optional:
-                return
-            raise _Fails
-        if type(value) is dict or isinstance(value, Mapping):  # the exact type first: no ABC check
-            keys: Any = value
-        elif hasattr(value, "__getitem__") and hasattr(value, "keys"):  # a record answering the keys
-            keys = value.keys()
-        else:
-            raise _Fails
-        for key, item in entries:
-            has = key in keys
-            item(value[key] if has else None, has, env, again)
-
-    return collect
-
-
-def _other_collector(node: Other) -> Collect:
-    optional, hint = node.optional, node.hint
-
-    def collect(value: Any, present: bool, env: dict[str, int], again: Again) -> None:
-        if not present or hint is Any or (value is None and optional):
-            return
-        if not (isinstance(value, hint) if isinstance(hint, type) else is_bearable(value, hint)):
-            raise _Fails
-
-    return collect
 
 
 _PLANS: dict[tuple[int, int], tuple[MethodContract, AimeConfig | None, int, CallPlan]] = {}

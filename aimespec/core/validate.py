@@ -105,7 +105,8 @@ class CallChecker:
         free = contract.free_symbols()
         if initial and not initial.keys().isdisjoint(config_values(cfg, free)):  # a config symbol given a value
             self._plan = plan_of(contract, None)
-            self._env = self.bindings.values
+            self._bindings = Bindings(cfg, free, initial)
+            self._env = self._bindings.values
         else:  # the usual case: the plan knows the config's values, the call binds only its own symbols
             self._plan = plan_of(contract, cfg)
             self._env: dict[str, int] = dict(initial) if initial else {}
