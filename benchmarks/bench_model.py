@@ -105,6 +105,10 @@ def train_step_figures(cfg: AimeConfig, small: bool, reps: int, threads: int) ->
     return {
         "step_s": med,
         "rgb/summed": {kind: med[kind] / med["summed"] for kind in BALANCE_AT},
+        # the step's FLOPs over the summed step's: what rgb/summed would be at equal FLOP/s. The exact
+        # method needs one backward pass through the shared layers per task (a task gradient is its own
+        # vector-Jacobian product; batching them does not remove FLOPs), so this is its floor.
+        "flops/summed": {kind: flops[kind] / flops["summed"] for kind in BALANCE_AT},
         "flops": flops,
         "flop_per_s": {kind: flops[kind] / med[kind] for kind in STEPS},
         "matmul_flop_per_s": matmul,

@@ -43,6 +43,8 @@ GOALS = (
          ("checking", "default", "ratio_of_medians", "full/off"), 1.01),
     Goal("RGB step (exact, balanced at the parameters) / summed-loss step",
          ("model", "train_step", "rgb/summed", "parameters"), 1.5),
+    Goal("... its FLOPs over the summed step's (the exact method's floor at equal FLOP/s: one backward per task)",
+         ("model", "train_step", "flops/summed", "parameters"), 1.5),
     Goal("RGB step (approximate, balanced at the outputs) / summed-loss step",
          ("model", "train_step", "rgb/summed", "outputs"), 1.5),
     Goal("train step peak RSS (balanced at the parameters), MiB",

@@ -99,3 +99,22 @@ def test_the_reference_model_runs_on_meta():
     with checking("off"):
         out = model.forward_sequence(*make_inputs("AimeWorldModel.forward_sequence", CFG, 8, 16, device="meta").args)
     assert out["latents"].shape == (8, 16, 36) and out["latents"].device.type == "meta"
+
+
+def test_a_gradient_taken_inside_a_forward_still_runs_the_full_size_pass_on_meta(tmp_path):
+    # The meta passes run with grad mode off (each distinct operation computed once); a forward that
+    # needs the caller's grad mode (a gradient of its own weights) gets a second try with it on,
+    # instead of the full-size pass on real tensors.
+    path = _write(tmp_path, '''
+        GRAD_ON.append((x.device.type, x.shape[0], torch.is_grad_enabled()))
+        (slope,) = torch.autograd.grad(h.square().sum(), self.net.weight, retain_graph=True)
+        mu, logvar = h.chunk(2, dim=-1)
+        return {"mu": mu + 0 * slope.sum(), "logvar": logvar}
+    ''')
+    path.write_text(path.read_text().replace("DEVICES = []", "DEVICES = []\nGRAD_ON = []"))
+    report = check(path, CFG, examples=1, isolate=False, probes=False)
+    assert report.ok, report.to_json()
+    module = next(m for m in sys.modules.values() if getattr(m, "__file__", None) == str(path))
+    full = CFG.batch_size
+    assert ("meta", full, False) in module.GRAD_ON and ("meta", full, True) in module.GRAD_ON  # tried, retried
+    assert not any(device == "cpu" and b >= full for device, b, _ in module.GRAD_ON), module.GRAD_ON

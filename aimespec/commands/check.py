@@ -373,25 +373,33 @@ class _Engine:
         a constructor or a call that needs real data (`.item()`, `nonzero`, `bincount`,
         `torch.distributions` validation). That is never a finding: the caller re-runs on real
         tensors. Findings are recorded only when the whole meta call went through.
+
+        Both run with grad mode off, where each distinct torch operation is computed once (`OpMemo`);
+        code that needs autograd (a gradient taken inside a forward) gets a second try with it on.
         """
         if not self.meta or str(self.device) != "cpu":
             return False
         if key not in self.meta_objects:
-            try:
-                with meta_device(self.meta_ops), torch.no_grad():
-                    self.meta_objects[key] = self._run(make)
-            except (Exception, CallTimeout, SystemExit):
-                self.meta_objects[key] = None
+            self.meta_objects[key] = None
+            for grad in (False, True):
+                try:
+                    with meta_device(self.meta_ops), torch.set_grad_enabled(grad):
+                        self.meta_objects[key] = self._run(make)
+                    break
+                except (Exception, CallTimeout, SystemExit):
+                    continue
         obj = self.meta_objects[key]
         if obj is None or not callable(getattr(obj, method, None)):
             return False
-        try:
-            with meta_device(self.meta_ops), torch.no_grad(), \
-                    Recorder(self.cfg, self.source.files, check=True, memo=True).install(obj) as recorder:
-                call(obj, recorder)  # adds findings only once the call went through
-        except _NeedsRealTensors:
-            return False
-        return True
+        for grad in (False, True):
+            try:
+                with meta_device(self.meta_ops), torch.set_grad_enabled(grad), \
+                        Recorder(self.cfg, self.source.files, check=True, memo=True).install(obj) as recorder:
+                    call(obj, recorder)  # adds findings only once the call went through
+                return True
+            except _NeedsRealTensors:
+                continue
+        return False
 
     def _failed(self, row: ContractResult, contract: str, exc: BaseException, B: int, T: int, recorder: Recorder,
                 parent: str, note: str | None = None,
