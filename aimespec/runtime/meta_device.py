@@ -76,12 +76,23 @@ if DeviceContext is not None:
         def __init__(self, ops: OpMemo) -> None:
             super().__init__("meta")
             self.ops = ops
+            self.constructors = _device_constructors()
 
         def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
             kwargs = kwargs or {}
-            if func in _device_constructors() and kwargs.get("device") is None:
-                kwargs["device"] = self.device
+            if func in self.constructors:
+                if kwargs.get("device") is None:
+                    kwargs["device"] = self.device
+            elif getattr(func, "__name__", None) in NEVER_FRESH:  # two thirds of all calls: not worth a key
+                return func(*args, **kwargs)
             return self.ops.call(func, args, kwargs)
+
+
+# Tensor attributes and methods that never make a fresh tensor (a property such as `.shape` is a
+# `__get__`; the others return sizes, flags or views): they run at once, without a memo key.
+NEVER_FRESH = frozenset({"__get__", "size", "stride", "dim", "numel", "is_contiguous", "_set_grad_enabled",
+                         "view", "view_as", "permute", "transpose", "unsqueeze", "squeeze", "expand", "expand_as",
+                         "__getitem__", "__setitem__", "__len__", "__iter__", "unbind", "split", "chunk"})
 
 
 def _device(ops: OpMemo | None) -> Any:
