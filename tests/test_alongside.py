@@ -3,6 +3,8 @@
 import json
 import os
 import signal
+import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 from aimespec import AimeConfig, check
 from aimespec.runtime import alongside, worker
 from aimespec.runtime.alongside import Alongside, AlongsideLost
+from aimespec.runtime.deadline import Deadline
 from tests.bad_input import cli
 
 CFG = AimeConfig.small()
@@ -46,11 +49,21 @@ def test_a_process_that_ends_without_a_result_is_said_in_one_sentence(end, said)
     assert str(lost.value).startswith(said) and not lost.value.stopped
 
 
+def _hang_in_c(seconds: float) -> None:
+    """A call under a deadline that SIGALRM cannot interrupt (as C code that never returns to Python)."""
+    def stuck() -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        time.sleep(60)
+
+    Deadline(seconds).run(stuck)
+
+
 def test_a_process_that_hangs_is_stopped_after_its_limit(monkeypatch):
     monkeypatch.setattr(alongside, "GRACE", 0.2)
     started = time.monotonic()
-    job = Alongside(lambda: time.sleep(60), limit=0.3)
-    with pytest.raises(AlongsideLost, match=r"did not finish the probes within 0.3 s \(a hang in C code\)") as lost:
+    job = Alongside(lambda: _hang_in_c(0.3), limit=20)
+    with pytest.raises(AlongsideLost, match=r"did not return within 20 s and could not be interrupted \(a hang in C "
+                                            r"code\): the probes' process was stopped") as lost:
         job.result()
     assert lost.value.stopped and time.monotonic() - started < 10
     with pytest.raises(ChildProcessError):
@@ -116,6 +129,10 @@ def test_a_crash_in_the_probes_is_a_finding_and_the_rest_of_the_report_stays(tmp
                                        "skipped: their process ended without a result (the finding says how)") | {
         "config": "skipped: --no-vary-config"}
     assert [f.violation.kind.value for f in row.findings] == ["exception"]
+    varied = check(path, CFG.replace(batch_size=2, sequence_length=3), examples=1)
+    row = next(r for r in varied.results if r.contract == "LSTMLayer.forward" and r.checked_in != "inside")
+    assert row.probes["config"] == "skipped: the contract does not hold at this config (its findings come first)"
+    assert [f.violation.kind.value for f in row.findings] == ["exception"]  # no config finding after it
 
 
 def _shown(report):
@@ -140,8 +157,41 @@ def test_probes_alongside_report_what_probes_run_in_turn_report(name, monkeypatc
     together = check(path, cfg, examples=1, vary_config=False)
     assert started.read_text(), "the probes ran alongside"
     started.unlink()
-    monkeypatch.setattr(alongside, "available", lambda: False)
+    monkeypatch.setattr(alongside, "available", lambda device="cpu": False)
     in_turn = check(path, cfg, examples=1, vary_config=False)
     assert not started.exists()
     assert _shown(together) == _shown(in_turn)
     assert together.ok == in_turn.ok
+
+
+WORKER_DIES = textwrap.dedent('''
+    import os
+    import signal
+    import time
+
+    from reference_model.dynamics import LSTMLayer as ReferenceLSTMLayer
+
+
+    class DyingLSTMLayer(ReferenceLSTMLayer):
+        """Its probes (eval mode) hang in "C code"; its own example call (train mode) ends the worker."""
+
+        def forward(self, input, hx):
+            if not self.training:
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+                time.sleep(120)
+            os._exit(3)
+''')
+
+
+@pytest.mark.skipif(alongside.usable_cpus() < 2, reason="the probes run alongside with two CPUs or more")
+def test_probe_processes_end_with_the_worker_and_the_report_says_how_the_worker_ended(tmp_path):
+    path = tmp_path / "worker_dies.py"
+    path.write_text(WORKER_DIES)
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "aimespec", "check", str(path), "--json", "--examples", "1",
+                           "--no-vary-config", "--timeout", "5"], capture_output=True, text=True, timeout=100)
+    assert time.monotonic() - started < 60  # no probe process outlives the worker holding the pipes open
+    assert done.returncode == 1, done.stderr
+    (found,) = json.loads(done.stdout)["results"][0]["violations"]
+    assert found["message"] == ("the model's code ended the worker process with exit status 3 (the model's code "
+                                "called os._exit or exited from C code); the checks it had done are lost")

@@ -118,3 +118,16 @@ def test_a_gradient_taken_inside_a_forward_still_runs_the_full_size_pass_on_meta
     full = CFG.batch_size
     assert ("meta", full, False) in module.GRAD_ON and ("meta", full, True) in module.GRAD_ON  # tried, retried
     assert not any(device == "cpu" and b >= full for device, b, _ in module.GRAD_ON), module.GRAD_ON
+
+
+def test_a_forward_that_cannot_run_on_meta_gets_one_meta_try_per_example_not_two(tmp_path):
+    path = _write(tmp_path, '''
+        if float(h.detach().abs().max()) < 0:  # data-dependent: impossible on meta, whatever the grad mode
+            raise AssertionError
+        mu, logvar = h.chunk(2, dim=-1)
+        return {"mu": mu, "logvar": logvar}
+    ''')
+    report = check(path, CFG, examples=2, isolate=False, probes=False)
+    assert report.ok, report.to_json()
+    devices = _load_devices(path)
+    assert devices.count("meta") == len(report.examples)  # each pair tried on meta once (then on real tensors)

@@ -116,3 +116,25 @@ def test_factory_calls_without_a_device_still_land_on_meta_under_the_memo():
     with meta_device(OpMemo()), torch.no_grad():
         made = [torch.zeros(2, 3), torch.randn(4), torch.arange(5), torch.full((2,), 1.0)]
     assert all(t.device.type == "meta" for t in made)
+
+
+def test_the_default_dtype_is_part_of_the_key():
+    memo = OpMemo()
+    before = torch.get_default_dtype()
+    with meta_device(memo), torch.no_grad():
+        ints = torch.zeros(3, dtype=torch.int64)
+        first = [torch.zeros(3).dtype, (ints * 0.5).dtype]
+        torch.set_default_dtype(torch.float64)
+        try:
+            second = [torch.zeros(3).dtype, (ints * 0.5).dtype]
+        finally:
+            torch.set_default_dtype(before)
+    assert first == [torch.float32, torch.float32] and second == [torch.float64, torch.float64]
+
+
+def test_a_tensor_the_memo_cannot_describe_simply_runs():
+    memo = OpMemo()
+    with meta_device(memo), torch.no_grad():
+        x = torch.empty(4, 3)
+        out = torch.func.vmap(lambda row: row * 2 + 1)(x)  # functorch wrappers have no storage to key on
+    assert out.shape == (4, 3) and out.device.type == "meta"

@@ -127,3 +127,17 @@ def test_a_bad_checking_mode_is_a_usage_error():
                           timeout=120, env={**os.environ, "AIMESPEC_CHECK": "bogus"})
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: AIMESPEC_CHECK='bogus' is not a checking mode: use one of full, shapes, off"
+
+
+def test_spec_of_a_model_file_ends_the_usual_way_so_the_files_exit_hooks_run(tmp_path):
+    # The console script skips the interpreter's teardown for its own commands, but not when a model
+    # file was imported in its process (`spec PATH`): the file's atexit hooks and buffered writes are its own.
+    marker = tmp_path / "marker.txt"
+    model = tmp_path / "model.py"
+    model.write_text(f"import atexit\nlog = open({str(marker)!r}, 'w')\nlog.write('buffered')\n"
+                     f"atexit.register(lambda: open({str(marker)!r} + '.atexit', 'w').close())\n"
+                     "from aimespec import Contract\n")
+    proc = subprocess.run([sys.executable, "-m", "aimespec", "spec", str(model), "--json"], capture_output=True,
+                          text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert marker.read_text() == "buffered" and (tmp_path / "marker.txt.atexit").exists()

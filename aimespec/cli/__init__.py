@@ -76,9 +76,10 @@ def _version(value: bool) -> None:
 
 
 # The toolkit's commands whose process may end without the interpreter's teardown once their output is
-# flushed (`_end`): user code runs in their worker process, never here, and nothing of theirs needs the
-# teardown, which costs ~0.3 s once torch is imported. (`collect` and plugin commands such as `train`
-# run libraries in this process and end the usual way.)
+# flushed (`_end`), which costs ~0.3 s once torch is imported: nothing of theirs needs it. Not when a
+# model file was imported in this process (`spec PATH`, or `check` where no worker can fork): its
+# atexit hooks and buffered files are the user's. (`collect` and plugin commands such as `train`
+# run libraries in this process and always end the usual way.)
 QUICK_EXIT = frozenset({"check", "trace", "spec", "diagnose"})
 _invoked: list[str] = []  # the command this process runs
 
@@ -137,7 +138,10 @@ def main(quick_exit: bool = False) -> None:
 
 def _end(code: int, quick_exit: bool) -> None:
     """Exit with `code`: with `quick_exit`, for a QUICK_EXIT command, `os._exit` once stdout and stderr are flushed."""
-    if not (quick_exit and _invoked and _invoked[-1] in QUICK_EXIT):
+    from aimespec.core.contract import USER_MODULE_PREFIX
+
+    if not (quick_exit and _invoked and _invoked[-1] in QUICK_EXIT) or any(
+            name.startswith(USER_MODULE_PREFIX) for name in list(sys.modules)):
         sys.exit(code)
     try:
         sys.stdout.flush()

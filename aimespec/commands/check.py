@@ -22,7 +22,7 @@ import torch
 
 from aimespec.commands import check_probes, check_timing
 from aimespec.commands.check_inside import def_line, inside_violations, is_signature_error, signature_note
-from aimespec.commands.check_probes import InTurn
+from aimespec.commands.check_probes import Started
 from aimespec.commands.check_report import CheckReport, ContractResult
 from aimespec.commands.coverage import check_symbol_fields, file_suggestions, unchecked_labels
 from aimespec.commands.isolate import import_model, label_of, lost_message, run_isolated
@@ -142,6 +142,18 @@ def _free_used(mc: MethodContract) -> tuple[str, ...]:
     return tuple(s for s in ("B", "T") if s in used)
 
 
+def _wants_grad(exc: BaseException | None) -> bool:
+    """Whether a failure with grad mode off came from autograd (a gradient asked for where no graph was
+    recorded): worth a second meta pass with grad on. A timeout or any other failure is not."""
+    for _ in range(4):
+        if exc is None or isinstance(exc, CallTimeout):
+            return False
+        if isinstance(exc, RuntimeError) and "grad" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 class _Engine:
     def __init__(self, source: ModelSource, cfg: AimeConfig, examples: int, seed: int, timeout: float,
                  device: str | torch.device, meta: bool = True, probes: bool = True, vary_config: bool = True,
@@ -169,7 +181,7 @@ class _Engine:
     def run(self) -> list[ContractResult]:
         rows: list[ContractResult] = []
         threads = torch.get_num_threads()
-        if self.probes and alongside.available():  # a CPU for the probes alongside, the others here
+        if self.probes and alongside.available(self.device):  # a CPU for the probes alongside, the others here
             torch.set_num_threads(max(1, threads - 1))
         try:
             with checking("off"):  # one checker, this engine (reference components would check themselves too)
@@ -231,7 +243,7 @@ class _Engine:
             return rows
         rows: list[ContractResult] = []
         inner: dict[tuple, ContractResult] = {}
-        started = {mc.name: self._start_probes(mc, obj) for mc in methods_of(comp.contract)}
+        started = self._start_probes(list(methods_of(comp.contract)), obj)
         with Recorder(self.cfg, self.source.files, check=True).install(obj) as recorder:
             for mc in methods_of(comp.contract):
                 row = ContractResult(mc.name, comp.name, file=self._file_of(comp.cls))
@@ -259,7 +271,7 @@ class _Engine:
                     row, mc, obj, comp.cls, B, T, recorder, inner), lambda inputs, mc=mc: call_method(obj, mc, inputs),
                     mc)
         for mc, row in zip(methods_of(comp.contract), rows, strict=True):
-            self._probe(row, mc, obj, started[mc.name])
+            self._probe(row, mc, obj, started.get(mc.name))
         return rows + list(inner.values())
 
     def _real_calls(self, real: list[tuple[int, int]], used: tuple[str, ...], call: Callable[[int, int], bool],
@@ -296,8 +308,9 @@ class _Engine:
             note = signature_note(mc, method) if is_signature_error(exc, method) else None
             self._failed(row, mc.name, exc, B, T, recorder, label, note, def_line(method) if note else None)
         else:
-            if device == "meta" and any(c.exception is not None for c in recorder.calls):
-                raise _NeedsRealTensors  # an inner call failed on meta and the user's code caught it
+            failed = next((c.exception for c in recorder.calls if c.exception is not None), None)
+            if device == "meta" and failed is not None:
+                raise _NeedsRealTensors from failed  # an inner call failed on meta and the user's code caught it
             row.calls += 1
             row.note_example(B, T)
             found, inside = inside_violations(mc, self.cfg, inputs, result, checker.check_outputs(result))
@@ -327,7 +340,7 @@ class _Engine:
                                               "forward_sequence")))
             return [row]
         inner: dict[tuple, ContractResult] = {}
-        started = self._start_probes(mc, model)
+        started = self._start_probes([mc], model).get(mc.name)
         real = [(B, T) for B, T in self.world_pairs  # shapes on meta where the code allows it
                 if not self._on_meta(factory, lambda: build(factory, self.cfg) if is_class else factory(self.cfg),
                                      "forward_sequence", lambda m, r, B=B, T=T: self._world_call(
@@ -341,15 +354,13 @@ class _Engine:
         self._probe(row, mc, model, started)
         return [row, *inner.values()]
 
-    def _start_probes(self, mc: MethodContract, obj: Any) -> Alongside | InTurn | None:
+    def _start_probes(self, mcs: list[MethodContract], obj: Any) -> dict[str, Started]:
         """The call probes on the object as built: in a process alongside where one can run, else in turn."""
-        job = check_probes.start_probes(self, mc, obj)
-        if isinstance(job, Alongside):
-            self.started.append(job)
-        return job
+        started = check_probes.start_probes(self, mcs, obj)
+        self.started += [job for job in started.values() if isinstance(job, Alongside)]
+        return started
 
-    def _probe(self, row: ContractResult, mc: MethodContract, obj: Any,
-               started: Alongside | InTurn | None = None) -> None:
+    def _probe(self, row: ContractResult, mc: MethodContract, obj: Any, started: Started | None = None) -> None:
         """The behavioural probes, once the shapes held (SPEC "Behavioural probes"): their results, or
         the ones `started` alongside once the check collects them."""
         if self.probes:
@@ -386,8 +397,9 @@ class _Engine:
                     with meta_device(self.meta_ops), torch.set_grad_enabled(grad):
                         self.meta_objects[key] = self._run(make)
                     break
-                except (Exception, CallTimeout, SystemExit):
-                    continue
+                except (Exception, CallTimeout, SystemExit) as exc:
+                    if grad or not _wants_grad(exc):
+                        break
         obj = self.meta_objects[key]
         if obj is None or not callable(getattr(obj, method, None)):
             return False
@@ -397,8 +409,9 @@ class _Engine:
                         Recorder(self.cfg, self.source.files, check=True, memo=True).install(obj) as recorder:
                     call(obj, recorder)  # adds findings only once the call went through
                 return True
-            except _NeedsRealTensors:
-                continue
+            except _NeedsRealTensors as exc:
+                if grad or not _wants_grad(exc.__cause__):
+                    break
         return False
 
     def _failed(self, row: ContractResult, contract: str, exc: BaseException, B: int, T: int, recorder: Recorder,

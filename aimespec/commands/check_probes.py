@@ -21,6 +21,7 @@ from aimespec.core.violation import Violation, ViolationKind
 from aimespec.explain.findings import Finding, documented, return_line
 from aimespec.runtime import alongside
 from aimespec.runtime.alongside import Alongside, AlongsideLost
+from aimespec.runtime.deadline import CallTimeout
 from aimespec.runtime.hold import build
 from aimespec.runtime.probes import PROBE_PAIR, PROBES, Prober, ProbeResult, one_thread
 
@@ -32,7 +33,6 @@ SKIP_NOT_REACHED = "skipped: not reached at the varied config"
 SKIP_ALL = "skipped: --no-probes"
 SKIP_LOST = "skipped: their process ended without a result (the finding says how)"
 PROBES_LOST = "{contract}: the model's code {reason}"
-PROBE_CALLS = 7  # calls the batch, causal and repeat probes make at most: their time limit is this many calls'
 
 
 def _failed_before(row: ContractResult) -> bool:
@@ -53,32 +53,47 @@ def _prober(engine: Any, mc: MethodContract, obj: Any) -> Prober:
 
 class InTurn:
     """Probes that run here, in turn, once their row is done, on a copy of the object as it was built:
-    what a process alongside sees, so that both ways report the same (a copy that cannot be made: the
-    object itself, as its examples left it)."""
+    what a process alongside sees, so that both ways report the same. Copied on the CPU only (a
+    GPU copy would double the model's memory during the full-size checks) and under the engine's
+    time limit; an object that cannot be copied is probed itself, as its examples left it."""
 
-    def __init__(self, obj: Any) -> None:
-        try:
-            self.obj = copy.deepcopy(obj)
-        except Exception:  # the user's object may refuse to be copied
-            self.obj = obj
+    def __init__(self, engine: Any, obj: Any) -> None:
+        self.obj = obj
+        if str(engine.device) == "cpu":
+            try:
+                self.obj = engine._run(lambda: copy.deepcopy(obj))
+            except (Exception, CallTimeout, SystemExit):  # the user's object may refuse to be copied
+                pass
 
     def cancel(self) -> None:
         self.obj = None
 
 
-def start_probes(engine: Any, mc: MethodContract, obj: Any) -> Alongside | InTurn | None:
-    """The call probes of one method on a just-built object: started in a process alongside
-    (`aimespec.runtime.alongside`) while the shape checks go on, or `InTurn` where none can run."""
-    if not engine.probes or not callable(getattr(obj, mc.method, None)):
-        return None
-    if not alongside.available():
-        return InTurn(obj)
-    prober = _prober(engine, mc, obj)
-    return Alongside(lambda: prober.probes(CALL_PROBES), limit=PROBE_CALLS * engine.limit)
+Started = Alongside | InTurn
 
 
-def probe_row(engine: Any, row: ContractResult, mc: MethodContract, obj: Any,
-              started: Alongside | InTurn | None = None) -> None:
+def start_probes(engine: Any, mcs: list[MethodContract], obj: Any) -> dict[str, Started]:
+    """The call probes of each method on a just-built object: started in a process alongside
+    (`aimespec.runtime.alongside`) while the shape checks go on, or `InTurn` (one copy for all
+    methods) where none can run."""
+    methods = [mc for mc in mcs if callable(getattr(obj, mc.method, None))]
+    if not engine.probes or not methods:
+        return {}
+    started: dict[str, Started] = {}
+    if alongside.available(engine.device):
+        for mc in methods:
+            prober = _prober(engine, mc, obj)
+            try:
+                started[mc.name] = Alongside(lambda prober=prober: prober.probes(CALL_PROBES), limit=engine.limit)
+            except OSError:  # no process could start (EAGAIN, ENOMEM): these probes run in turn
+                break
+    if len(started) < len(methods):
+        in_turn = InTurn(engine, obj)
+        started.update({mc.name: in_turn for mc in methods if mc.name not in started})
+    return started
+
+
+def probe_row(engine: Any, row: ContractResult, mc: MethodContract, obj: Any, started: Started | None = None) -> None:
     """The batch, causal and repeat probes of one contract method on one built object, once its row is
     done: the ones `started` alongside are added by `collect`; `InTurn` ones run now, on their copy."""
     if _failed_before(row) or not callable(getattr(obj, mc.method, None)):
@@ -99,8 +114,10 @@ def _add_results(row: ContractResult, results: list[ProbeResult]) -> None:
             row.add(probe_finding(result))
 
 
-def collect(engine: Any) -> None:
-    """The results of the probes that ran alongside, each added to its row."""
+def collect(engine: Any) -> list[ContractResult]:
+    """The results of the probes that ran alongside, each added to its row; the rows whose probes' process
+    ended without a result (their finding says how)."""
+    lost_rows = []
     pending, engine.pending_probes = engine.pending_probes, []
     for row, mc, job, where in pending:
         try:
@@ -111,6 +128,8 @@ def collect(engine: Any) -> None:
                           message=PROBES_LOST.format(contract=mc.name, reason=lost.reason))
             row.add(Finding(v.at(*PROBE_PAIR, engine.seed, where)))
             row.probes.update(dict.fromkeys(CALL_PROBES, SKIP_LOST))
+            lost_rows.append(row)
+    return lost_rows
 
 
 def finish(engine: Any, rows: list[ContractResult]) -> dict[str, Any] | None:
@@ -125,9 +144,13 @@ def finish(engine: Any, rows: list[ContractResult]) -> dict[str, Any] | None:
             for name in CALL_PROBES:
                 row.probes.setdefault(name, SKIP_INSIDE.format(parent=parent))
     changes, staged = _config_probe(engine, rows) if engine.vary_config else (None, [])
-    collect(engine)  # the probes alongside ran while the config probe did: their findings come first
+    lost = collect(engine)  # the probes alongside ran while the config probe did: their findings come first
+    for row in lost:  # as if the row had failed before the config probe (what probes in turn would have seen)
+        if "config" in row.probes:
+            row.probes["config"] = SKIP_FAILED
     for row, finding in staged:
-        row.add(finding)
+        if not any(row is other for other in lost):
+            row.add(finding)
     for row in rows:
         row.probes.setdefault("config", SKIP_OFF)
         for name in CALL_PROBES:

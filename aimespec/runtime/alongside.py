@@ -2,36 +2,48 @@
 
 Inside the worker process (`aimespec.runtime.worker`: the user's code is already isolated there),
 `check` runs each contract's behavioural probes in such a process, started as soon as the object
-is built, while it goes on with the shape checks: on a machine with two cores or more the probes
+is built, while it goes on with the shape checks: on a machine with two CPUs or more the probes
 cost little wall clock. The forked process sees the object exactly as it was at the fork and can
-change nothing here; it runs torch on one thread (OpenMP's pool does not survive a fork), sends
-its result back pickled over a pipe and ends with `os._exit`. `result()` waits for it within a
-time limit; a process that crashes, exits or outlives the limit is described in one sentence
-(`AlongsideLost`), and `cancel()` stops one whose result is no longer wanted.
+change nothing here; it runs torch on one thread (OpenMP's pool does not survive a fork), dies
+with the worker (`PR_SET_PDEATHSIG`), and talks over a pipe the way the worker talks to the CLI
+(`worker.Channel`): a heartbeat saying how long its running call still has, then its result.
+`result()` waits for it; a process that goes silent past its call's limit (a hang in C code),
+crashes or exits without a result is described in one sentence (`AlongsideLost`), and `cancel()`
+stops one whose result is no longer wanted.
 """
 
 import contextlib
+import ctypes
+import math
 import os
 import pickle
 import select
 import signal
+import struct
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aimespec.runtime import worker
 
-MAX_RUNNING_PER_CPU = 2  # live processes per usable CPU before `Alongside.wait_for_room` waits
-GRACE = 2.0  # seconds past the limit before the process is killed
+MAX_RUNNING_PER_CPU = 2  # live processes per usable CPU ...
+MAX_RUNNING = 8  # ... and in all, before a new one waits for room
+GRACE = 2.0  # seconds past the running call's limit before a silent process is killed
 _FAILED = 70  # exit status of a process whose result could not be pickled or sent
+_PR_SET_PDEATHSIG = 1
 
 LOST_SIGNAL = "crashed the probes' process with {name} ({hint})"
 LOST_EXIT = ("ended the probes' process with exit status {status} (the model's code called os._exit or exited "
              "from C code)")
-LOST_TIMEOUT = "did not finish the probes within {seconds:g} s (a hang in C code): their process was stopped"
+LOST_TIMEOUT = ("did not return within {seconds:g} s and could not be interrupted (a hang in C code): the probes' "
+                "process was stopped")
+LOST_CLOSED = "closed the probes' process's channel and did not exit: the process was stopped"
 LOST_UNREADABLE = "sent a result from the probes' process that could not be read back ({error})"
+LOST_FORK = "could not start the probes' process ({error})"
 _running: list["Alongside"] = []
 
 
@@ -43,43 +55,67 @@ class AlongsideLost(Exception):
         super().__init__(reason)
 
 
-def usable_cpus() -> int:
+def _cgroup_cpus() -> float | None:
+    """The CPUs a cgroup v2 quota allows (`cpu.max`), None without one."""
     try:
-        return len(os.sched_getaffinity(0))
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        return None
+
+
+def usable_cpus() -> int:
+    """CPUs this process may use: its affinity, bounded by a cgroup quota."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_cpus()
+    return max(1, min(cpus, math.floor(quota))) if quota else cpus
 
 
-def available() -> bool:
-    """Whether work can run alongside here: inside the isolating worker, on a POSIX fork, with a spare CPU."""
+def available(device: Any = "cpu") -> bool:
+    """Whether work can run alongside here: inside the isolating worker, on a POSIX fork, with a spare CPU,
+    for work on the CPU (a CUDA or MPS context does not survive a fork)."""
     torch = sys.modules.get("torch")
-    return (worker.in_worker() and hasattr(os, "fork") and usable_cpus() >= 2
+    return (worker.in_worker() and hasattr(os, "fork") and usable_cpus() >= 2 and str(device) == "cpu"
             and not (torch is not None and torch.cuda.is_initialized()))
 
 
 class Alongside:
-    """`job()` in a forked process, started now; `result()` is its return value (or its exception)."""
+    """`job()` in a forked process, started now; `result()` is its return value (or its exception).
+
+    `limit`: seconds the process may stay silent while no call under a deadline runs in it (the
+    probes' own calls say their limit in each heartbeat). Raises `OSError` when no process can start.
+    """
 
     def __init__(self, job: Callable[[], Any], *, limit: float) -> None:
         self.limit = limit
-        self.started = time.monotonic()
         self._wait_for_room()
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
         read, write = os.pipe()
-        pid = os.fork()
+        parent = os.getpid()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(read)
+            os.close(write)
+            raise
         if pid == 0:  # the forked process: never returns
             os.close(read)
-            _child(job, write)
+            _child(job, write, parent, limit)
         os.close(write)
         self.pid, self.fd = pid, read
+        self.expiry = time.monotonic() + limit
+        self.buffer = bytearray()
         self._done: tuple[bool, Any] | None = None
         _running.append(self)
 
     @staticmethod
     def _wait_for_room() -> None:
-        while len(_running) >= MAX_RUNNING_PER_CPU * usable_cpus():
+        while len(_running) >= min(MAX_RUNNING, MAX_RUNNING_PER_CPU * usable_cpus()):
             _running[0]._finish()
 
     def result(self) -> Any:
@@ -94,35 +130,38 @@ class Alongside:
     def cancel(self) -> None:
         """Stop the process (its result is not wanted)."""
         if self._done is None:
-            _kill(self.pid)
+            worker.kill(self.pid)
             self._close(False, AlongsideLost("was cancelled"))
 
     def _finish(self) -> None:
         if self._done is not None:
             return
-        buffer = bytearray()
-        expiry = self.started + self.limit + GRACE
-        while True:
-            left = expiry - time.monotonic()
-            ready, _, _ = select.select([self.fd], [], [], max(0.0, min(left, 1.0)))
+        self.expiry = max(self.expiry, time.monotonic() + GRACE)  # silence while nobody listened is not its fault
+        result: tuple[bool, Any] | None = None
+        while result is None:
+            ready, _, _ = select.select([self.fd], [], [], min(max(0.0, self.expiry + GRACE - time.monotonic()), 1.0))
             if not ready:
-                if time.monotonic() > expiry:
-                    _kill(self.pid)
+                if time.monotonic() > self.expiry + GRACE:
+                    worker.kill(self.pid)
                     self._close(False, AlongsideLost(LOST_TIMEOUT.format(seconds=self.limit), stopped=True))
                     return
                 continue
             chunk = os.read(self.fd, 1 << 20)
             if not chunk:
                 break
-            buffer += chunk
-        status = _reap(self.pid)
-        if buffer:
-            try:
-                self._close(*pickle.loads(bytes(buffer)))
-            except Exception as exc:
-                self._close(False, AlongsideLost(LOST_UNREADABLE.format(error=f"{type(exc).__name__}: {exc}")))
-            return
-        self._close(False, AlongsideLost(_describe(status)))
+            self.buffer += chunk
+            for tag, payload in worker.messages(self.buffer):
+                if tag == worker.BEAT:
+                    self.expiry = time.monotonic() + struct.unpack("<d", payload)[0]
+                elif tag == worker.RESULT:
+                    result = _unpickle(payload)
+        status = worker.reap(self.pid, time.monotonic() + GRACE)
+        if result is not None:
+            self._close(*result)
+        elif status is None:
+            self._close(False, AlongsideLost(LOST_CLOSED, stopped=True))
+        else:
+            self._close(False, AlongsideLost(_describe(status)))
 
     def _close(self, ok: bool, value: Any) -> None:
         self._done = (ok, value)
@@ -132,21 +171,37 @@ class Alongside:
             _running.remove(self)
 
 
-def _child(job: Callable[[], Any], fd: int) -> None:
+def _unpickle(payload: bytes) -> tuple[bool, Any]:
+    try:
+        return pickle.loads(payload)
+    except Exception as exc:
+        return False, AlongsideLost(LOST_UNREADABLE.format(error=f"{type(exc).__name__}: {exc}"))
+
+
+def _die_with(parent: int) -> None:
+    """This process is killed when `parent` ends (Linux; elsewhere it ends on its own, unwatched)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent ended before the request took
+        os._exit(_FAILED)
+
+
+def _child(job: Callable[[], Any], fd: int, parent: int, limit: float) -> None:
     status = 0
     try:
-        worker.leave_channel()  # the worker's channel to its parent is not ours to write
+        _die_with(parent)
+        worker.leave_channel()  # the worker's channel to the CLI is not ours: closed here
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         torch = sys.modules.get("torch")
         if torch is not None:
             torch.set_num_threads(1)
+        channel = worker.Channel(fd, threading.Lock())
+        threading.Thread(target=worker.heartbeat, args=(channel, limit), daemon=True).start()
         try:
             payload = pickle.dumps((True, job()), protocol=pickle.HIGHEST_PROTOCOL)
         except BaseException as exc:  # the job's own error, re-raised where `result()` is called
             payload = _pickled_error(exc)
-        view = memoryview(payload)
-        while view:
-            view = view[os.write(fd, view):]
+        channel.send(worker.RESULT, payload)
     except BaseException:
         status = _FAILED
     finally:
@@ -166,25 +221,15 @@ def _pickled_error(exc: BaseException) -> bytes:
         return pickle.dumps((False, RuntimeError(f"{type(exc).__name__}: {exc}\n{text}")))
 
 
-def _reap(pid: int) -> int:
-    with contextlib.suppress(ChildProcessError):
-        return os.waitpid(pid, 0)[1]
-    return 0
-
-
-def _kill(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, ChildProcessError):
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-
-
 def _describe(status: int) -> str:
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        known = signal.Signals(sig) if sig in signal.Signals._value2member_map_ else None
+        try:
+            known: signal.Signals | None = signal.Signals(sig)
+        except ValueError:
+            known = None
         name = known.name if known is not None else f"signal {sig}"
-        hint = worker.signal_hint(known)
-        return LOST_SIGNAL.format(name=name, hint=hint)
+        return LOST_SIGNAL.format(name=name, hint=worker.signal_hint(known))
     code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else status
     return LOST_EXIT.format(status=code)
 

@@ -9,6 +9,7 @@ memo, a torch-function layer under `meta_device(ops=...)`, answers a repeat with
 
 Only what is exactly reproducible is answered from the memo, and everything else simply runs:
 - grad mode off (a result that requires grad carries an autograd graph the memo cannot rebuild);
+- the key holds the default dtype (`torch.set_default_dtype` changes what a factory call makes);
 - every tensor argument a plain meta tensor (or Parameter), every other argument a scalar, a
   dtype or device, or a short tuple or list of those (a Generator, a callable, a module: it runs);
 - a result that is a fresh plain meta tensor, or a short tuple or list of them, none of them a
@@ -81,10 +82,11 @@ class OpMemo:
         if torch.is_grad_enabled() or "out" in kwargs:
             return func(*args, **kwargs)
         storages: list[int] = []
-        try:
-            key = (func, _arg(args, storages), _arg(tuple(kwargs.items()), storages) if kwargs else None)
+        try:  # the default dtype decides what factory calls and Python scalars make
+            key = (func, torch.get_default_dtype(), _arg(args, storages),
+                   _arg(tuple(kwargs.items()), storages) if kwargs else None)
             known = self.results.get(key)
-        except (_Opaque, TypeError):  # TypeError: an unhashable scalar (a NaN-free float is hashable)
+        except Exception:  # _Opaque, an unhashable scalar, a tensor without storage (a functorch wrapper)
             return func(*args, **kwargs)
         if known is not None:
             self.hits += 1
@@ -93,7 +95,7 @@ class OpMemo:
         self.runs += 1
         try:
             self.results[key] = _result(out, set(storages))
-        except _Opaque:
+        except Exception:  # _Opaque, or a result whose metadata cannot be read: it runs every time
             pass
         return out
 

@@ -14,7 +14,7 @@ import io
 import pickle
 from typing import Any
 
-_USER_PREFIX = "aimespec_user_"  # the module names `aimespec.runtime.discover` gives model files
+from aimespec.core.contract import USER_MODULE_PREFIX as _USER_PREFIX  # the names model files are imported under
 
 
 def _foreign(cls: type) -> bool:

@@ -37,7 +37,7 @@ T = TypeVar("T")
 GRACE = 2.0  # seconds past the child's own deadline before the parent kills it
 HEARTBEAT = 0.25  # seconds between heartbeats
 MAX_MEMORY_DEFAULT = MEMORY_SHARE  # of the machine's memory, when --max-memory is not given
-_BEAT, _PHASE, _RESULT = b"h", b"p", b"r"
+BEAT, PHASE, RESULT = b"h", b"p", b"r"
 
 LOST_EXIT = "ended the worker process with exit status {status} ({hint})"
 LOST_SIGNAL = "crashed the worker process with {name} ({hint})"
@@ -65,7 +65,7 @@ class WorkerLost(AimespecError):
 
 
 @dataclass
-class _Channel:
+class Channel:
     fd: int
     lock: threading.Lock
 
@@ -76,7 +76,7 @@ class _Channel:
                 data = data[os.write(self.fd, data):]
 
 
-_channel: _Channel | None = None  # set in the worker process only
+_channel: Channel | None = None  # set in the worker process only
 _fresh_threads: int | None = None  # this process's thread count when it was declared fresh
 
 
@@ -91,7 +91,7 @@ def mark_fresh() -> None:
 def phase(name: str) -> None:
     """Tell the parent what the worker is doing now ("import", "run"); a no-op outside a worker."""
     if _channel is not None:
-        _channel.send(_PHASE, name.encode())
+        _channel.send(PHASE, name.encode())
 
 
 def in_worker() -> bool:
@@ -102,6 +102,9 @@ def leave_channel() -> None:
     """In a process forked from the worker (`aimespec.runtime.alongside`): the worker's channel to its
     parent is not this process's to write, and `phase` becomes a no-op."""
     global _channel
+    if _channel is not None:
+        with contextlib.suppress(OSError):
+            os.close(_channel.fd)
     _channel = None
 
 
@@ -155,7 +158,7 @@ def _worker(job: Callable[[], Any], fd: int, cap: int | None, fresh: bool, timeo
     global _channel
     status = 0
     try:
-        _channel = _Channel(fd, threading.Lock())
+        _channel = Channel(fd, threading.Lock())
         os.dup2(2, 1)  # fd-1 writes and sys.__stdout__ reach the command's stderr, never its stdout
         err = open(2, "w", buffering=1, closefd=False, errors="backslashreplace")
         sys.stdout = sys.stderr = err
@@ -166,13 +169,13 @@ def _worker(job: Callable[[], Any], fd: int, cap: int | None, fresh: bool, timeo
             resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
         if not fresh and "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(1)
-        threading.Thread(target=_heartbeat, args=(_channel, timeout), daemon=True).start()
+        threading.Thread(target=heartbeat, args=(_channel, timeout), daemon=True).start()
         try:
             payload = dumps((True, job(), None))  # a model file's config class travels as its values
         except BaseException as exc:  # the job's own error (a UsageError, a bug of ours): re-raised there
             payload = _pickled_error(exc, cap)
         try:
-            _channel.send(_RESULT, payload)
+            _channel.send(RESULT, payload)
         except OSError:  # the model's code closed our pipe (os.closerange and the like)
             status = CHANNEL_GONE
     except BaseException:
@@ -196,13 +199,13 @@ def _pickled_error(exc: BaseException, cap: int | None) -> bytes:
         return pickle.dumps((False, kind(str(exc) if kind is UsageError else f"{type(exc).__name__}: {exc}"), text))
 
 
-def _heartbeat(channel: _Channel, timeout: float) -> None:
+def heartbeat(channel: Channel, timeout: float) -> None:
     """Every HEARTBEAT s: the seconds the child still has (the running deadline's rest, negative once overdue;
     `timeout` while aimespec's own code runs)."""
     while True:
         left = deadline.remaining()
         try:
-            channel.send(_BEAT, struct.pack("<d", timeout if left is None else left))
+            channel.send(BEAT, struct.pack("<d", timeout if left is None else left))
         except OSError:
             return
         time.sleep(HEARTBEAT)
@@ -219,24 +222,24 @@ def _parent(pid: int, fd: int, timeout: float, cap: int | None) -> Any:
             ready, _, _ = select.select([fd], [], [], min(wait, 1.0))
             if not ready:
                 if time.monotonic() > expiry + GRACE:
-                    _kill(pid)
+                    kill(pid)
                     raise WorkerLost(LOST_TIMEOUT.format(seconds=timeout), current, stopped=True)
                 continue
             chunk = os.read(fd, 1 << 20)
             if not chunk:
                 break
             buffer += chunk
-            for tag, payload in _messages(buffer):
-                if tag == _BEAT:  # an overdue deadline sends a negative rest: the expiry stays where it was
+            for tag, payload in messages(buffer):
+                if tag == BEAT:  # an overdue deadline sends a negative rest: the expiry stays where it was
                     expiry = time.monotonic() + struct.unpack("<d", payload)[0]
-                elif tag == _PHASE:
+                elif tag == PHASE:
                     current = payload.decode()
-                elif tag == _RESULT:
+                elif tag == RESULT:
                     result = _unpickle(payload)
     except BaseException:
-        _kill(pid)
+        kill(pid)
         raise
-    status = _reap(pid, time.monotonic() + (GRACE if result is not None else timeout + GRACE))
+    status = reap(pid, time.monotonic() + (GRACE if result is not None else timeout + GRACE))
     if result is None:
         if status is None:
             raise WorkerLost(LOST_PIPE, current, stopped=True)
@@ -258,7 +261,7 @@ def _unpickle(payload: bytes) -> tuple[bool, Any, str | None]:
         return False, RuntimeError(f"the worker's result could not be read back ({type(exc).__name__}: {exc})"), None
 
 
-def _messages(buffer: bytearray) -> Iterator[tuple[bytes, bytes]]:
+def messages(buffer: bytearray) -> Iterator[tuple[bytes, bytes]]:
     """Complete messages at the front of `buffer` (removed from it)."""
     while len(buffer) >= 9:
         size = struct.unpack("<Q", buffer[1:9])[0]
@@ -269,19 +272,19 @@ def _messages(buffer: bytearray) -> Iterator[tuple[bytes, bytes]]:
         yield tag, payload
 
 
-def _reap(pid: int, until: float) -> int | None:
+def reap(pid: int, until: float) -> int | None:
     """The child's exit status; None when it closed its pipe but lived on past `until` (it is killed)."""
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             return status
         if time.monotonic() > until:
-            _kill(pid)
+            kill(pid)
             return None
         time.sleep(0.01)
 
 
-def _kill(pid: int) -> None:
+def kill(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, ChildProcessError):
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
@@ -308,4 +311,5 @@ def _thread_count() -> int:
         return threading.active_count()
 
 
-__all__ = ["WorkerLost", "can_isolate", "default_max_memory", "in_worker", "isolated", "mark_fresh", "phase"]
+__all__ = ["BEAT", "RESULT", "Channel", "WorkerLost", "can_isolate", "default_max_memory", "heartbeat", "in_worker",
+           "isolated", "kill", "leave_channel", "mark_fresh", "messages", "phase", "reap", "signal_hint"]
