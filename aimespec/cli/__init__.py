@@ -138,7 +138,7 @@ def main(quick_exit: bool = False) -> None:
 
 def _end(code: int, quick_exit: bool) -> None:
     """Exit with `code`: with `quick_exit`, for a QUICK_EXIT command, `os._exit` once stdout and stderr are flushed."""
-    from aimespec.core.contract import USER_MODULE_PREFIX
+    from aimespec.core.paths import USER_MODULE_PREFIX
 
     if not (quick_exit and _invoked and _invoked[-1] in QUICK_EXIT) or any(
             name.startswith(USER_MODULE_PREFIX) for name in list(sys.modules)):

@@ -18,6 +18,7 @@ from typing import Any
 from aimespec.core.dims import Leaf, Node, Other, dim_names, evaluate, leaves, parse
 from aimespec.core.errors import ContractError, ContractNotFound
 from aimespec.core.invariants import Declaration, Invariant
+from aimespec.core.paths import USER_MODULE_PREFIX
 from aimespec.core.symbols import FREE, all_symbols, known_names
 
 CONTRACT_MODULES = (
@@ -34,7 +35,6 @@ CONTRACT_MODULES = (
 _REGISTRY: dict[str, type["Contract"]] = {}
 _version = 0  # bumped on every change of _REGISTRY
 _names: tuple[int, tuple[str, ...]] | None = None  # contract_names() at a _version
-USER_MODULE_PREFIX = "aimespec_user_"  # the module names `check`/`trace`/`spec` import model files under
 
 REDEFINED = ("a contract named {name!r} already exists (in {where}): to replace it on purpose write "
              "class {cls}(aimespec.Contract, replace=True); to extend it, subclass it under another name "

@@ -1,8 +1,11 @@
-"""How a path is shown to the user: one rule for every message, table and annotation."""
+"""How a path is shown to the user: one rule for every message, table and annotation; and the module
+names model files are imported under."""
 
 import functools
 import os
 from pathlib import Path
+
+USER_MODULE_PREFIX = "aimespec_user_"  # the module names `check`/`trace`/`spec` import model files under
 
 
 def display_path(path: str | os.PathLike[str]) -> str:

@@ -14,7 +14,7 @@ import io
 import pickle
 from typing import Any
 
-from aimespec.core.contract import USER_MODULE_PREFIX as _USER_PREFIX  # the names model files are imported under
+from aimespec.core.paths import USER_MODULE_PREFIX as _USER_PREFIX  # the names model files are imported under
 
 
 def _foreign(cls: type) -> bool:
