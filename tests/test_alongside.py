@@ -195,3 +195,8 @@ def test_probe_processes_end_with_the_worker_and_the_report_says_how_the_worker_
     (found,) = json.loads(done.stdout)["results"][0]["violations"]
     assert found["message"] == ("the model's code ended the worker process with exit status 3 (the model's code "
                                 "called os._exit or exited from C code); the checks it had done are lost")
+
+
+def test_the_process_alongside_yields_the_cpu_to_the_worker():
+    base = os.nice(0)
+    assert Alongside(lambda: os.nice(0), limit=20).result() == min(19, base + alongside.NICE)

@@ -33,6 +33,7 @@ from aimespec.runtime import worker
 MAX_RUNNING_PER_CPU = 2  # live processes per usable CPU ...
 MAX_RUNNING = 8  # ... and in all, before a new one waits for room
 GRACE = 2.0  # seconds past the running call's limit before a silent process is killed
+NICE = 10  # the processes alongside yield the CPU to the worker
 _FAILED = 70  # exit status of a process whose result could not be pickled or sent
 _PR_SET_PDEATHSIG = 1
 
@@ -192,6 +193,8 @@ def _child(job: Callable[[], Any], fd: int, parent: int, limit: float) -> None:
         _die_with(parent)
         worker.leave_channel()  # the worker's channel to the CLI is not ours: closed here
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        with contextlib.suppress(OSError):
+            os.nice(NICE)  # the worker's own checks come first when CPUs are short
         torch = sys.modules.get("torch")
         if torch is not None:
             torch.set_num_threads(1)
