@@ -22,6 +22,7 @@ import torch
 
 from aimespec.commands import check_probes, check_timing
 from aimespec.commands.check_inside import def_line, inside_violations, is_signature_error, signature_note
+from aimespec.commands.check_meta import MetaPasses, NeedsRealTensors
 from aimespec.commands.check_probes import Started
 from aimespec.commands.check_report import CheckReport, ContractResult
 from aimespec.commands.coverage import check_symbol_fields, file_suggestions, unchecked_labels
@@ -48,8 +49,6 @@ from aimespec.runtime.checked import checking
 from aimespec.runtime.deadline import CallTimeout, Deadline
 from aimespec.runtime.discover import Component, ModelSource, display_path
 from aimespec.runtime.hold import CallInputs, bound_checker, build, call_method, make_inputs
-from aimespec.runtime.meta_device import meta_device
-from aimespec.runtime.meta_ops import OpMemo
 from aimespec.runtime.record import CallRecord, Recorder, assign_steps
 from aimespec.runtime.worker import WorkerLost
 
@@ -142,18 +141,6 @@ def _free_used(mc: MethodContract) -> tuple[str, ...]:
     return tuple(s for s in ("B", "T") if s in used)
 
 
-def _wants_grad(exc: BaseException | None) -> bool:
-    """Whether a failure with grad mode off came from autograd (a gradient asked for where no graph was
-    recorded): worth a second meta pass with grad on. A timeout or any other failure is not."""
-    for _ in range(4):
-        if exc is None or isinstance(exc, CallTimeout):
-            return False
-        if isinstance(exc, RuntimeError) and "grad" in str(exc):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
 class _Engine:
     def __init__(self, source: ModelSource, cfg: AimeConfig, examples: int, seed: int, timeout: float,
                  device: str | torch.device, meta: bool = True, probes: bool = True, vary_config: bool = True,
@@ -171,10 +158,9 @@ class _Engine:
         self.standalone: dict[tuple[type, str], ContractResult] = {}
         self.models: list[Any] = []  # every model built (for what it holds that no contract covers)
         self.meta = meta
-        self.meta_objects: dict[Any, Any] = {}  # key -> the object built on the meta device (None: it cannot be)
         self.started: list[Alongside] = []  # probes started alongside
         self.pending_probes: list[tuple[ContractResult, MethodContract, Alongside, str | None]] = []  # rows held
-        self.meta_ops = OpMemo()  # every meta pass of this check: each distinct torch operation computed once
+        self.meta_passes = MetaPasses(self._run, lambda: Recorder(self.cfg, self.source.files, check=True, memo=True))
         # value invariants need real numbers: when shapes ran on meta, one small real call (B != T)
         self.small_pair = (min(2, cfg.batch_size), min(3, cfg.sequence_length))
 
@@ -290,7 +276,7 @@ class _Engine:
         """Draw inputs, call, hold the result and every recorded inner call to their contracts.
 
         True when the remaining examples should be skipped (a timeout). With `device="meta"` an
-        exception raises `_NeedsRealTensors` instead of becoming a finding, and nothing is recorded.
+        exception raises `NeedsRealTensors` instead of becoming a finding, and nothing is recorded.
         """
         recorder.start_run()
         inputs = make_inputs(mc, self.cfg, B, T, self.seed, device or self.device)
@@ -301,7 +287,7 @@ class _Engine:
                 result = self._run(lambda: invoke(inputs), recorder)
         except (Exception, CallTimeout, SystemExit) as exc:
             if device == "meta":
-                raise _NeedsRealTensors from exc
+                raise NeedsRealTensors from exc
             row.calls += 1
             row.note_example(B, T)
             stop = isinstance(exc, CallTimeout)
@@ -310,7 +296,7 @@ class _Engine:
         else:
             failed = next((c.exception for c in recorder.calls if c.exception is not None), None)
             if device == "meta" and failed is not None:
-                raise _NeedsRealTensors from failed  # an inner call failed on meta and the user's code caught it
+                raise NeedsRealTensors from failed  # an inner call failed on meta and the user's code caught it
             row.calls += 1
             row.note_example(B, T)
             found, inside = inside_violations(mc, self.cfg, inputs, result, checker.check_outputs(result))
@@ -376,43 +362,11 @@ class _Engine:
                             device)
 
     def _on_meta(self, key: Any, make: Callable[[], Any], method: str, call: Callable[[Any, Recorder], Any]) -> bool:
-        """Run `call(obj, recorder)` on an object built on the meta device (shapes only, no FLOPs).
-
-        The object is built once per `key` (a component class, a model factory) and serves every
-        (B, T). Factory calls without `device=` (`torch.zeros(B, K)`) land on meta too, and repeated
-        identical component calls are computed once (`MetaMemo`). False when that is impossible:
-        a constructor or a call that needs real data (`.item()`, `nonzero`, `bincount`,
-        `torch.distributions` validation). That is never a finding: the caller re-runs on real
-        tensors. Findings are recorded only when the whole meta call went through.
-
-        Both run with grad mode off, where each distinct torch operation is computed once (`OpMemo`);
-        code that needs autograd (a gradient taken inside a forward) gets a second try with it on.
-        """
+        """Run `call(obj, recorder)` on an object built on the meta device (shapes only, no FLOPs):
+        `check_meta.MetaPasses`. False when that is impossible (the caller re-runs on real tensors)."""
         if not self.meta or str(self.device) != "cpu":
             return False
-        if key not in self.meta_objects:
-            self.meta_objects[key] = None
-            for grad in (False, True):
-                try:
-                    with meta_device(self.meta_ops), torch.set_grad_enabled(grad):
-                        self.meta_objects[key] = self._run(make)
-                    break
-                except (Exception, CallTimeout, SystemExit) as exc:
-                    if grad or not _wants_grad(exc):
-                        break
-        obj = self.meta_objects[key]
-        if obj is None or not callable(getattr(obj, method, None)):
-            return False
-        for grad in (False, True):
-            try:
-                with meta_device(self.meta_ops), torch.set_grad_enabled(grad), \
-                        Recorder(self.cfg, self.source.files, check=True, memo=True).install(obj) as recorder:
-                    call(obj, recorder)  # adds findings only once the call went through
-                return True
-            except _NeedsRealTensors as exc:
-                if grad or not _wants_grad(exc.__cause__):
-                    break
-        return False
+        return self.meta_passes.call(key, make, method, call)
 
     def _failed(self, row: ContractResult, contract: str, exc: BaseException, B: int, T: int, recorder: Recorder,
                 parent: str, note: str | None = None,
@@ -507,10 +461,6 @@ class _Engine:
 
 
 _ADVISED = (ViolationKind.VALUE, ViolationKind.TYPE, ViolationKind.MISSING, ViolationKind.DTYPE)  # why + fix
-
-
-class _NeedsRealTensors(Exception):
-    """A call could not run on the meta device: re-run it on real tensors."""
 
 
 def _build_kind(exc: BaseException) -> ViolationKind:
