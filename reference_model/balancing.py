@@ -211,7 +211,88 @@ class RGB(GradientBalancer):
 
     @checked("RGB.balance")
     def balance(self, grads: Float[Tensor, "num_tasks P"]) -> Annotated[Float[Tensor, "P"], "balanced_grad"]:
-        """grads [num_tasks, P] -> balanced_grad [P]."""
-        return self.aggregate(self.rotate(grads))
+        """grads [num_tasks, P] -> balanced_grad [P]: `aggregate(rotate(grads))`, computed without its
+        [num_tasks, P] temporaries (`_lean`): at the default config each is ~0.4 GB, and three of them
+        made the training step's peak memory."""
+        return self._lean(grads.detach())
+
+    def _lean(self, grads: Tensor) -> Tensor:
+        """Every vector `rotate` builds is a combination of the task gradients and the consensus d, so
+        their inner products follow from the T x T Gram matrix of the gradients, their products with
+        the previous consensus and its norm; the result and the new consensus are two [P] combinations.
+        (`rotate` keeps the vectors themselves, for inspection; tests/test_balancing.py holds the two equal.)"""
+        cfg, T = self.cfg, grads.shape[0]
+        small = torch.float64  # the T-sized algebra in double: (1 - p^2) and its kin cancel in float32
+        gram = (grads @ grads.T).to(small)
+        norms = grads.norm(dim=1).to(small)  # as `rotate` computes them
+        nonzero = norms > ZERO_NORM
+        inv = torch.where(nonzero, 1.0 / norms.clamp_min(ZERO_NORM), torch.zeros_like(norms))
+        gg = gram * inv[:, None] * inv[None, :]  # <gbar_i, gbar_j>
+        weight = norms if cfg.rgb_aggregation != "mean" else torch.full_like(norms, 1.0 / T)
+        if int(nonzero.sum()) < 2:  # no consensus: nothing rotated, r_i = gbar_i
+            return (weight * inv).to(grads.dtype) @ grads
+        d_coef, prev_coef = self._lean_consensus(grads, gram, inv, nonzero)  # d = d_coef @ grads + prev_coef prev
+        if d_coef is None:
+            return (weight * inv).to(grads.dtype) @ grads
+        prev = self.consensus
+        g_prev = (grads @ prev.to(grads)).to(small) if prev_coef else torch.zeros_like(norms)
+        g_d = gram @ d_coef + prev_coef * g_prev  # <g_i, d>
+        p = inv * g_d  # <gbar_i, d>
+        active = nonzero & (p.abs() <= ALIGNED)
+        nw = (1.0 - p * p).clamp_min(0.0).sqrt().clamp_min(NORMALIZE_EPS)  # ||d - p_i gbar_i||
+        wscale = torch.where(active, 1.0 / nw, torch.zeros_like(nw))
+        gw = (p[:, None] - p[None, :] * gg) * wscale[None, :]  # <gbar_i, w_j>
+        pp = p * p
+        ww = (1.0 - pp[:, None] - pp[None, :] + p[:, None] * p[None, :] * gg) * wscale[:, None] * wscale[None, :]
+        cap = torch.where(active, torch.arccos(p.clamp(-1.0, 1.0)).clamp(max=math.pi / 2 - ANGLE_MARGIN), 0.0)
+        alpha = torch.zeros(T, dtype=grads.dtype, device=grads.device)
+        if self.alpha is not None and self.alpha.shape == (T,):
+            alpha = self.alpha.to(device=grads.device, dtype=grads.dtype)
+        cap = cap.to(grads.dtype)
+        alpha = torch.minimum(alpha.clamp_min(0.0), cap)
+        grams = (gg.to(grads.dtype), gw.to(grads.dtype), ww.to(grads.dtype))  # the solve as `rotate` runs it
+        for _ in range(cfg.rgb_steps):
+            with torch.enable_grad():
+                a = alpha.clone().requires_grad_(True)
+                (grad,) = torch.autograd.grad(self.rgb_loss(a, grams, nonzero, cfg.rgb_lambda), a)
+            alpha = torch.minimum((alpha - cfg.rgb_lr * grad).clamp_min(0.0), cap)
+        self.last_loss = float(self.rgb_loss(alpha, grams, nonzero, cfg.rgb_lambda))
+        c, sn = torch.cos(alpha).to(small), torch.sin(alpha).to(small)
+        # r_i = (c_i gbar_i + s_i w_i) / ||.||, w_i = (d - p_i gbar_i) wscale_i
+        nr = (c * c + sn * sn + 2.0 * c * sn * gw.diagonal()).clamp_min(0.0).sqrt().clamp_min(NORMALIZE_EPS)
+        scale = torch.where(nonzero, weight / nr, torch.zeros_like(nr))
+        on_g = scale * (c - sn * p * wscale) * inv  # the coefficient of g_i
+        on_d = (scale * sn * wscale).sum()  # the coefficient of d
+        d = d_coef.to(grads.dtype) @ grads
+        if prev_coef:
+            d.add_(prev.to(grads), alpha=prev_coef)
+        out = on_g.to(grads.dtype) @ grads
+        out.add_(d, alpha=float(on_d))
+        self.consensus, self.alpha = d, alpha
+        return out
+
+    def _lean_consensus(self, grads: Tensor, gram: Tensor, inv: Tensor, nonzero: Tensor
+                        ) -> tuple[Tensor | None, float]:
+        """`_consensus` as coefficients: d = d_coef @ grads + prev_coef * previous consensus (None: no consensus)."""
+        keep = nonzero.to(gram.dtype)
+        m_coef = keep * inv / keep.sum()  # mean_i gbar_i = m_coef @ grads
+        m_norm = float((m_coef @ gram @ m_coef).clamp_min(0.0).sqrt())
+        y_coef = m_coef / m_norm if m_norm > ZERO_NORM else None
+        prev = self.consensus
+        if prev is None or prev.shape != grads.shape[1:]:
+            return y_coef, 0.0
+        mu = self.cfg.rgb_mu
+        if y_coef is None:  # mixed = prev
+            mixed_coef, mixed_prev = torch.zeros_like(m_coef), 1.0
+        else:
+            mixed_coef, mixed_prev = (1.0 - mu) * y_coef, mu
+        prev = prev.to(device=grads.device, dtype=grads.dtype)
+        g_prev = (grads @ prev).to(gram.dtype)
+        sq = float(mixed_coef @ gram @ mixed_coef + 2.0 * mixed_prev * (mixed_coef @ g_prev)
+                   + mixed_prev * mixed_prev * float(prev.double() @ prev.double()))
+        norm = math.sqrt(max(sq, 0.0))
+        if norm > ZERO_NORM:
+            return mixed_coef / norm, mixed_prev / norm
+        return y_coef, 0.0
 
 

@@ -96,6 +96,19 @@ def flatten_into(row: Float[Tensor, "P"], grads: tuple[Tensor | None, ...], size
         offset += n
 
 
+def _point_grads_into(row: Float[Tensor, "P"], params: list[nn.Parameter], sizes: list[int]
+                      ) -> list[tuple[int, Tensor]]:
+    """Each parameter's `.grad` a view of its part of the zeroed `row` (a backward pass then accumulates
+    there in place); each part's (data pointer, flat slice)."""
+    out, offset = [], 0
+    for p, n in zip(params, sizes, strict=True):
+        part = row[offset:offset + n]
+        p.grad = part.view_as(p)
+        out.append((part.data_ptr(), part))
+        offset += n
+    return out
+
+
 def unflatten_into_grad(vector: Float[Tensor, "P"], params: list[nn.Parameter]) -> None:
     """Write `vector [P]` into the parameters' `.grad`, in order."""
     offset = 0
@@ -242,14 +255,23 @@ class Trainer:
 
     def task_gradients(self, losses: TaskLosses) -> Float[Tensor, "4 P"]:
         """One flattened gradient per task over every generator parameter, `[4, P]`. The graph is
-        kept while a later task still needs it and freed by the last backward pass."""
+        kept while a later task still needs it and freed by the last backward pass. Each backward
+        pass accumulates straight into its task's row (every parameter's `.grad` a view of it), so
+        no second copy of a task's gradients is held beside the rows; the `.grad`s are restored after."""
         grads = torch.zeros(len(TASKS), sum(self.sizes), dtype=self.params[0].dtype, device=self.params[0].device)
         attached = [i for i, name in enumerate(TASKS) if losses.tasks[name].requires_grad]
-        for i in attached:
-            per_param = torch.autograd.grad(losses.tasks[TASKS[i]], self.params, retain_graph=i != attached[-1],
-                                            allow_unused=True)
-            flatten_into(grads[i], per_param, self.sizes)
-            del per_param
+        saved = [p.grad for p in self.params]
+        try:
+            for i in attached:
+                slices = _point_grads_into(grads[i], self.params, self.sizes)
+                torch.autograd.backward(losses.tasks[TASKS[i]], inputs=self.params, retain_graph=i != attached[-1])
+                for p, (view_ptr, part) in zip(self.params, slices, strict=True):
+                    if p.grad is not None and p.grad.data_ptr() != view_ptr:  # accumulated out of place
+                        part.copy_(p.grad.reshape(-1))
+                    p.grad = None
+        finally:
+            for p, g in zip(self.params, saved, strict=True):
+                p.grad = g
         return grads
 
     def compute_task_gradients(

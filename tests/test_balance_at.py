@@ -66,7 +66,10 @@ def test_parameters_balancing_is_the_four_pass_reference(model, data):
         balanced, report, _ = trainer.balanced_at_parameters(obs, act, IDS)
         grads, _, _ = Trainer(model, SMALL).compute_task_gradients(obs, act, IDS)
     torch.testing.assert_close(grads, reference, rtol=0, atol=0)  # the same passes, written in place
-    torch.testing.assert_close(balanced, reference_rgb(reference, SMALL), rtol=1e-5, atol=1e-5)
+    # the seed's RGB in double: its float32 vectors round by ~1e-6 relative (max 8e-5 here) themselves
+    exact = reference_rgb(reference.double(), SMALL)
+    torch.testing.assert_close(balanced.double(), exact, rtol=1e-5, atol=1e-5)
+    assert (balanced.double() - exact).norm() <= (reference_rgb(reference, SMALL).double() - exact).norm()
     assert set(report) >= set(TASKS)
 
 

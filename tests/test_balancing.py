@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import aimespec
-from aimespec import AimeConfig
+from aimespec import AimeConfig, checking
 from reference_model.balancing import RGB, GradientBalancer, PCGrad, SumBalancer
 
 SMALL = AimeConfig.small()
@@ -207,3 +207,30 @@ def test_rgb_at_the_default_config_on_a_million_parameters(cfg: AimeConfig) -> N
     step = rgb.rotate(grads)
     assert (step.rotated @ step.consensus >= step.unit @ step.consensus - 1e-5).all()
     assert aimespec.hold(RGB, "RGB.balance", cfg, 8, 16, 0) == []
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), T=st.integers(1, 5), P=st.integers(1, 40),
+       aggregation=st.sampled_from(["norm_weighted", "mean"]),
+       kind=st.sampled_from(["random", "zero", "twin", "cancel"]))
+def test_balance_computes_aggregate_of_rotate_without_its_task_by_parameter_vectors(seed, T, P, aggregation, kind):
+    # `balance` works from the Gram matrix (no [T, P] temporaries); `rotate` keeps the vectors: over a
+    # sequence of calls (momentum, warm starts) both give the same update, consensus and angles.
+    cfg = AimeConfig().replace(rgb_aggregation=aggregation)
+    lean, explicit = RGB(cfg), RGB(cfg)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(3):
+        g = torch.randn(T, P, generator=gen, dtype=torch.float64)
+        if kind == "zero":
+            g[0] = 0
+        elif kind == "twin" and T > 1:
+            g[1] = 2.5 * g[0]
+        elif kind == "cancel" and T > 1:
+            g[1] = -g[0]
+        with checking("off"):
+            got, want = lean.balance(g.clone()), explicit.aggregate(explicit.rotate(g))
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+        for mine, theirs in ((lean.consensus, explicit.consensus), (lean.alpha, explicit.alpha)):
+            assert (mine is None) == (theirs is None)
+            if mine is not None:
+                torch.testing.assert_close(mine, theirs, rtol=1e-9, atol=1e-12)
