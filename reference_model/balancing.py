@@ -234,8 +234,8 @@ class RGB(GradientBalancer):
         d_coef, prev_coef = self._lean_consensus(grads, gram, inv, nonzero)  # d = d_coef @ grads + prev_coef prev
         if d_coef is None:
             return (weight * inv).to(grads.dtype) @ grads
-        prev = self.consensus
-        g_prev = (grads @ prev.to(grads)).to(small) if prev_coef else torch.zeros_like(norms)
+        prev = self.consensus.to(grads) if prev_coef and self.consensus is not None else None
+        g_prev = (grads @ prev).to(small) if prev is not None else torch.zeros_like(norms)
         g_d = gram @ d_coef + prev_coef * g_prev  # <g_i, d>
         p = inv * g_d  # <gbar_i, d>
         active = nonzero & (p.abs() <= ALIGNED)
@@ -264,8 +264,8 @@ class RGB(GradientBalancer):
         on_g = scale * (c - sn * p * wscale) * inv  # the coefficient of g_i
         on_d = (scale * sn * wscale).sum()  # the coefficient of d
         d = d_coef.to(grads.dtype) @ grads
-        if prev_coef:
-            d.add_(prev.to(grads), alpha=prev_coef)
+        if prev is not None:
+            d.add_(prev, alpha=prev_coef)
         out = on_g.to(grads.dtype) @ grads
         out.add_(d, alpha=float(on_d))
         self.consensus, self.alpha = d, alpha
