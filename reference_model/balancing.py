@@ -163,9 +163,26 @@ class RGB(GradientBalancer):
         proximity = lam * ((2.0 - 2.0 * c) * keep).sum() / (4.0 * n)  # ||r_i - gbar_i||^2 = 2 - 2 cos(alpha_i)
         return conflict + proximity
 
+    def _solve_angles(self, grams: tuple[Tensor, Tensor, Tensor], p: Tensor, active: Tensor, nonzero: Tensor
+                      ) -> Tensor:
+        """Step 5: `rgb_steps` projected gradient steps on L(alpha), warm-started from the previous
+        call's angles, each angle clamped to [0, min(arccos p_i, pi/2)); sets `last_loss`."""
+        cfg, T = self.cfg, p.shape[0]
+        cap = torch.where(active, torch.arccos(p.clamp(-1.0, 1.0)).clamp(max=math.pi / 2 - ANGLE_MARGIN), 0.0)
+        alpha = torch.zeros(T, dtype=p.dtype, device=p.device)
+        if self.alpha is not None and self.alpha.shape == (T,):
+            alpha = self.alpha.to(device=p.device, dtype=p.dtype)
+        alpha = torch.minimum(alpha.clamp_min(0.0), cap)
+        for _ in range(cfg.rgb_steps):
+            with torch.enable_grad():
+                a = alpha.clone().requires_grad_(True)
+                (grad,) = torch.autograd.grad(self.rgb_loss(a, grams, nonzero, cfg.rgb_lambda), a)
+            alpha = torch.minimum((alpha - cfg.rgb_lr * grad).clamp_min(0.0), cap)
+        self.last_loss = float(self.rgb_loss(alpha, grams, nonzero, cfg.rgb_lambda))
+        return alpha
+
     def rotate(self, grads: Float[Tensor, "num_tasks P"]) -> RGBStep:
         """Steps 1-5: the rotated unit gradients r_i (0 for zero tasks); updates the consensus and alpha."""
-        cfg = self.cfg
         grads = grads.detach()
         T = grads.shape[0]
         norms = grads.norm(dim=1)
@@ -184,17 +201,7 @@ class RGB(GradientBalancer):
         w += d[None]  # d - p_i gbar_i
         w /= w.norm(dim=1).clamp_min(NORMALIZE_EPS)[:, None]  # F.normalize
         w[~active] = 0.0
-        cap = torch.where(active, torch.arccos(p.clamp(-1.0, 1.0)).clamp(max=math.pi / 2 - ANGLE_MARGIN), 0.0)
-        if self.alpha is not None and self.alpha.shape == (T,):
-            alpha = self.alpha.to(device=grads.device, dtype=grads.dtype)
-        alpha = torch.minimum(alpha.clamp_min(0.0), cap)
-        grams = (gbar @ gbar.T, gbar @ w.T, w @ w.T)
-        for _ in range(cfg.rgb_steps):
-            with torch.enable_grad():
-                a = alpha.clone().requires_grad_(True)
-                (grad,) = torch.autograd.grad(self.rgb_loss(a, grams, nonzero, cfg.rgb_lambda), a)
-            alpha = torch.minimum((alpha - cfg.rgb_lr * grad).clamp_min(0.0), cap)
-        self.last_loss = float(self.rgb_loss(alpha, grams, nonzero, cfg.rgb_lambda))
+        alpha = self._solve_angles((gbar @ gbar.T, gbar @ w.T, w @ w.T), p, active, nonzero)
         rotated = gbar * torch.cos(alpha)[:, None]
         rotated.addcmul_(w, torch.sin(alpha)[:, None])
         del w
@@ -244,19 +251,8 @@ class RGB(GradientBalancer):
         gw = (p[:, None] - p[None, :] * gg) * wscale[None, :]  # <gbar_i, w_j>
         pp = p * p
         ww = (1.0 - pp[:, None] - pp[None, :] + p[:, None] * p[None, :] * gg) * wscale[:, None] * wscale[None, :]
-        cap = torch.where(active, torch.arccos(p.clamp(-1.0, 1.0)).clamp(max=math.pi / 2 - ANGLE_MARGIN), 0.0)
-        alpha = torch.zeros(T, dtype=grads.dtype, device=grads.device)
-        if self.alpha is not None and self.alpha.shape == (T,):
-            alpha = self.alpha.to(device=grads.device, dtype=grads.dtype)
-        cap = cap.to(grads.dtype)
-        alpha = torch.minimum(alpha.clamp_min(0.0), cap)
-        grams = (gg.to(grads.dtype), gw.to(grads.dtype), ww.to(grads.dtype))  # the solve as `rotate` runs it
-        for _ in range(cfg.rgb_steps):
-            with torch.enable_grad():
-                a = alpha.clone().requires_grad_(True)
-                (grad,) = torch.autograd.grad(self.rgb_loss(a, grams, nonzero, cfg.rgb_lambda), a)
-            alpha = torch.minimum((alpha - cfg.rgb_lr * grad).clamp_min(0.0), cap)
-        self.last_loss = float(self.rgb_loss(alpha, grams, nonzero, cfg.rgb_lambda))
+        like = grads.dtype  # the solve in the gradients' dtype, as `rotate` runs it
+        alpha = self._solve_angles((gg.to(like), gw.to(like), ww.to(like)), p.to(like), active, nonzero)
         c, sn = torch.cos(alpha).to(small), torch.sin(alpha).to(small)
         # r_i = (c_i gbar_i + s_i w_i) / ||.||, w_i = (d - p_i gbar_i) wscale_i
         nr = (c * c + sn * sn + 2.0 * c * sn * gw.diagonal()).clamp_min(0.0).sqrt().clamp_min(NORMALIZE_EPS)
