@@ -135,7 +135,7 @@ def test_errors_pickle_whole_so_a_worker_process_sends_them_back():
 def test_a_worker_error_that_cannot_travel_stays_a_bug_unless_it_is_a_usage_error():
     import pickle
 
-    from aimespec.runtime.worker import _pickled_error
+    from aimespec.runtime.worker import pickled_error
 
     class Odd(ValueError):  # a bug's exception whose __init__ takes other arguments: it cannot be unpickled
         def __init__(self, a, b):
@@ -145,7 +145,7 @@ def test_a_worker_error_that_cannot_travel_stays_a_bug_unless_it_is_a_usage_erro
         def __init__(self, a, b):
             super().__init__(f"{a} {b}")
 
-    _, bug, _ = pickle.loads(_pickled_error(Odd(1, 2), None))
+    _, bug, _ = pickle.loads(pickled_error(Odd(1, 2), None))
     assert type(bug) is RuntimeError and str(bug) == "Odd: 1 2"
-    _, usage, _ = pickle.loads(_pickled_error(OddUsage("bad", "input"), None))
+    _, usage, _ = pickle.loads(pickled_error(OddUsage("bad", "input"), None))
     assert type(usage) is UsageError and str(usage) == "bad input"

@@ -23,11 +23,11 @@ import struct
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from aimespec.core.errors import AimespecError
 from aimespec.runtime import worker
 
 MAX_RUNNING_PER_CPU = 2  # live processes per usable CPU ...
@@ -38,8 +38,7 @@ _FAILED = 70  # exit status of a process whose result could not be pickled or se
 _PR_SET_PDEATHSIG = 1
 
 LOST_SIGNAL = "crashed the probes' process with {name} ({hint})"
-LOST_EXIT = ("ended the probes' process with exit status {status} (the model's code called os._exit or exited "
-             "from C code)")
+LOST_EXIT = "ended the probes' process with exit status {status} ({hint})"
 LOST_TIMEOUT = ("did not return within {seconds:g} s and could not be interrupted (a hang in C code): the probes' "
                 "process was stopped")
 LOST_CLOSED = "closed the probes' process's channel and did not exit: the process was stopped"
@@ -111,7 +110,7 @@ class Alongside:
         self.pid, self.fd = pid, read
         self.expiry = time.monotonic() + limit
         self.buffer = bytearray()
-        self._done: tuple[bool, Any] | None = None
+        self._done: tuple[bool, Any, str | None] | None = None
         _running.append(self)
 
     @staticmethod
@@ -123,28 +122,30 @@ class Alongside:
         """The job's return value; its exception re-raised; `AlongsideLost` when the process ended without one."""
         self._finish()
         assert self._done is not None
-        ok, value = self._done
+        ok, value, text = self._done
         if ok:
             return value
+        if text and not isinstance(value, AimespecError):
+            value.add_note(f"(in the probes' process)\n{text}")
         raise value
 
     def cancel(self) -> None:
         """Stop the process (its result is not wanted)."""
         if self._done is None:
             worker.kill(self.pid)
-            self._close(False, AlongsideLost("was cancelled"))
+            self._close(False, AlongsideLost("was cancelled"), None)
 
     def _finish(self) -> None:
         if self._done is not None:
             return
         self.expiry = max(self.expiry, time.monotonic() + GRACE)  # silence while nobody listened is not its fault
-        result: tuple[bool, Any] | None = None
+        result: tuple[bool, Any, str | None] | None = None
         while result is None:
             ready, _, _ = select.select([self.fd], [], [], min(max(0.0, self.expiry + GRACE - time.monotonic()), 1.0))
             if not ready:
                 if time.monotonic() > self.expiry + GRACE:
                     worker.kill(self.pid)
-                    self._close(False, AlongsideLost(LOST_TIMEOUT.format(seconds=self.limit), stopped=True))
+                    self._close(False, AlongsideLost(LOST_TIMEOUT.format(seconds=self.limit), stopped=True), None)
                     return
                 continue
             chunk = os.read(self.fd, 1 << 20)
@@ -160,23 +161,31 @@ class Alongside:
         if result is not None:
             self._close(*result)
         elif status is None:
-            self._close(False, AlongsideLost(LOST_CLOSED, stopped=True))
+            self._close(False, AlongsideLost(LOST_CLOSED, stopped=True), None)
         else:
-            self._close(False, AlongsideLost(_describe(status)))
+            self._close(False, AlongsideLost(worker.describe_end(status, LOST_SIGNAL, LOST_EXIT)), None)
 
-    def _close(self, ok: bool, value: Any) -> None:
-        self._done = (ok, value)
+    def _close(self, ok: bool, value: Any, text: str | None) -> None:
+        self._done = (ok, value, text)
         with contextlib.suppress(OSError):
             os.close(self.fd)
         if self in _running:
             _running.remove(self)
 
 
-def _unpickle(payload: bytes) -> tuple[bool, Any]:
+def _unpickle(payload: bytes) -> tuple[bool, Any, str | None]:
     try:
         return pickle.loads(payload)
     except Exception as exc:
-        return False, AlongsideLost(LOST_UNREADABLE.format(error=f"{type(exc).__name__}: {exc}"))
+        return False, AlongsideLost(LOST_UNREADABLE.format(error=f"{type(exc).__name__}: {exc}")), None
+
+
+def _memory_cap() -> int | None:
+    """This process's memory cap (the worker's `--max-memory`, inherited), None without one."""
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_DATA)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
 
 
 def _die_with(parent: int) -> None:
@@ -201,9 +210,9 @@ def _child(job: Callable[[], Any], fd: int, parent: int, limit: float) -> None:
         channel = worker.Channel(fd, threading.Lock())
         threading.Thread(target=worker.heartbeat, args=(channel, limit), daemon=True).start()
         try:
-            payload = pickle.dumps((True, job()), protocol=pickle.HIGHEST_PROTOCOL)
+            payload = pickle.dumps((True, job(), None), protocol=pickle.HIGHEST_PROTOCOL)
         except BaseException as exc:  # the job's own error, re-raised where `result()` is called
-            payload = _pickled_error(exc)
+            payload = worker.pickled_error(exc, _memory_cap())
         channel.send(worker.RESULT, payload)
     except BaseException:
         status = _FAILED
@@ -212,29 +221,6 @@ def _child(job: Callable[[], Any], fd: int, parent: int, limit: float) -> None:
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(status)
-
-
-def _pickled_error(exc: BaseException) -> bytes:
-    try:
-        payload = pickle.dumps((False, exc), protocol=pickle.HIGHEST_PROTOCOL)
-        pickle.loads(payload)
-        return payload
-    except Exception:
-        text = "".join(traceback.format_exception(exc))
-        return pickle.dumps((False, RuntimeError(f"{type(exc).__name__}: {exc}\n{text}")))
-
-
-def _describe(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        try:
-            known: signal.Signals | None = signal.Signals(sig)
-        except ValueError:
-            known = None
-        name = known.name if known is not None else f"signal {sig}"
-        return LOST_SIGNAL.format(name=name, hint=worker.signal_hint(known))
-    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else status
-    return LOST_EXIT.format(status=code)
 
 
 __all__ = ["Alongside", "AlongsideLost", "available", "usable_cpus"]

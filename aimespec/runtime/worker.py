@@ -41,6 +41,7 @@ BEAT, PHASE, RESULT = b"h", b"p", b"r"
 
 LOST_EXIT = "ended the worker process with exit status {status} ({hint})"
 LOST_SIGNAL = "crashed the worker process with {name} ({hint})"
+EXIT_HINT = "the model's code called os._exit or exited from C code"
 LOST_TIMEOUT = ("did not return within {seconds:g} s and could not be interrupted (a hang in C code): "
                 "the worker process was stopped")
 LOST_PIPE = "closed the worker process's channel to aimespec and did not exit: the worker process was stopped"
@@ -173,7 +174,7 @@ def _worker(job: Callable[[], Any], fd: int, cap: int | None, fresh: bool, timeo
         try:
             payload = dumps((True, job(), None))  # a model file's config class travels as its values
         except BaseException as exc:  # the job's own error (a UsageError, a bug of ours): re-raised there
-            payload = _pickled_error(exc, cap)
+            payload = pickled_error(exc, cap)
         try:
             _channel.send(RESULT, payload)
         except OSError:  # the model's code closed our pipe (os.closerange and the like)
@@ -184,7 +185,9 @@ def _worker(job: Callable[[], Any], fd: int, cap: int | None, fresh: bool, timeo
         os._exit(status)
 
 
-def _pickled_error(exc: BaseException, cap: int | None) -> bytes:
+def pickled_error(exc: BaseException, cap: int | None) -> bytes:
+    """`(False, exc, traceback text)` pickled: an allocation failure said against `cap`, an exception
+    that would not come back from the pickle replaced by one that does."""
     failure = allocation_failure(exc)
     if failure is not None:
         shown = human_bytes(cap) if cap else "no limit"
@@ -245,7 +248,7 @@ def _parent(pid: int, fd: int, timeout: float, cap: int | None) -> Any:
             raise WorkerLost(LOST_PIPE, current, stopped=True)
         if os.WIFEXITED(status) and os.WEXITSTATUS(status) == CHANNEL_GONE:
             raise WorkerLost(LOST_CHANNEL, current)
-        raise WorkerLost(_describe(status), current)
+        raise WorkerLost(describe_end(status), current)
     ok, value, text = result
     if ok:
         return value
@@ -290,7 +293,9 @@ def kill(pid: int) -> None:
         os.waitpid(pid, 0)
 
 
-def _describe(status: int) -> str:
+def describe_end(status: int, on_signal: str = LOST_SIGNAL, on_exit: str = LOST_EXIT) -> str:
+    """How a process ended without a result, in the words of `on_signal` ({name}, {hint}) or `on_exit`
+    ({status}, {hint})."""
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         try:
@@ -298,10 +303,9 @@ def _describe(status: int) -> str:
         except ValueError:
             known = None
         name = known.name if known is not None else f"signal {sig}"
-        hint = signal_hint(known)
-        return LOST_SIGNAL.format(name=name, hint=hint)
+        return on_signal.format(name=name, hint=signal_hint(known))
     code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else status
-    return LOST_EXIT.format(status=code, hint="the model's code called os._exit or exited from C code")
+    return on_exit.format(status=code, hint=EXIT_HINT)
 
 
 def _thread_count() -> int:
@@ -311,5 +315,23 @@ def _thread_count() -> int:
         return threading.active_count()
 
 
-__all__ = ["BEAT", "RESULT", "Channel", "WorkerLost", "can_isolate", "default_max_memory", "heartbeat", "in_worker",
-           "isolated", "kill", "leave_channel", "mark_fresh", "messages", "phase", "reap", "signal_hint"]
+__all__ = [
+    "BEAT",
+    "RESULT",
+    "Channel",
+    "WorkerLost",
+    "can_isolate",
+    "default_max_memory",
+    "describe_end",
+    "heartbeat",
+    "in_worker",
+    "isolated",
+    "kill",
+    "leave_channel",
+    "mark_fresh",
+    "messages",
+    "phase",
+    "pickled_error",
+    "reap",
+    "signal_hint",
+]
