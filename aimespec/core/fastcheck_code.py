@@ -65,12 +65,16 @@ class _Writer:
         else:
             self._other(node, v, depth)
 
-    def _leaf(self, node: Leaf, v: str, depth: int) -> None:
-        plan = self.plan_for(node)
+    def _unless_none(self, node: Leaf | TupleNode | DictNode, v: str, depth: int) -> int:
+        """`if v is None:` (fine when the node is optional, else a failure) `else:`; the depth inside."""
         self.emit(depth, f"if {v} is None:")
         self.emit(depth + 1, "pass" if node.optional else "raise F")
         self.emit(depth, "else:")
-        d = depth + 1
+        return depth + 1
+
+    def _leaf(self, node: Leaf, v: str, depth: int) -> None:
+        plan = self.plan_for(node)
+        d = self._unless_none(node, v, depth)
         self.emit(d, f"if not isinstance({v}, T):")
         self.emit(d + 1, "raise F")
         self.emit(d, f"s = {v}.shape")
@@ -97,10 +101,7 @@ class _Writer:
             self.emit(d, f"again.append(({self.const(plan)}, {v}))")
 
     def _tuple(self, node: TupleNode, v: str, depth: int) -> None:
-        self.emit(depth, f"if {v} is None:")
-        self.emit(depth + 1, "pass" if node.optional else "raise F")
-        self.emit(depth, "else:")
-        d = depth + 1
+        d = self._unless_none(node, v, depth)
         self.emit(d, f"if not isinstance({v}, (tuple, list)) or len({v}) != {len(node.items)}:")
         self.emit(d + 1, "raise F")
         for i, item in enumerate(node.items):
@@ -109,10 +110,7 @@ class _Writer:
             self.present(item, w, d)
 
     def _dict(self, node: DictNode, v: str, depth: int) -> None:
-        self.emit(depth, f"if {v} is None:")
-        self.emit(depth + 1, "pass" if node.optional else "raise F")
-        self.emit(depth, "else:")
-        d = depth + 1
+        d = self._unless_none(node, v, depth)
         keys = self.var()
         self.emit(d, f"if type({v}) is dict or isinstance({v}, M):")  # the exact type first: no ABC check
         self.emit(d + 1, f"{keys} = {v}")
