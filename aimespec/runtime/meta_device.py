@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import _compile as torch_compile
 
+from aimespec.runtime.meta_kernels import native_meta_kernels
 from aimespec.runtime.meta_ops import OpMemo
 
 try:  # torch.device("meta") as a context is this mode; ours adds the operation memo to it
@@ -106,7 +107,9 @@ def meta_device(ops: OpMemo | None = None) -> Iterator[None]:
     """`with torch.device("meta")`, without importing torch._dynamo on the first meta kernel.
 
     With `ops`, each distinct operation (under `torch.no_grad()`) is computed once and answered
-    from the memo after (`meta_ops`).
+    from the memo after (`meta_ops`). In aimespec's worker process, operations with a C++ meta
+    kernel run it (`meta_kernels`).
     """
+    native_meta_kernels()
     with _device(ops), _without_dynamo_import():
         yield
