@@ -33,7 +33,7 @@ def twice(fn, memo):
 
 def test_the_reference_model_on_meta_is_the_same_with_the_memo_and_the_memo_answers():
     cfg = AimeConfig.small()
-    memo = OpMemo()
+    memo = OpMemo(cheap=0)
     with meta_device(), torch.no_grad(), checking("off"):
         model = build_model(cfg)
         obs = torch.empty(cfg.batch_size, cfg.sequence_length, cfg.image_channels, cfg.input_dim, cfg.input_dim)
@@ -53,7 +53,7 @@ SHAPES = st.lists(st.integers(1, 5), min_size=1, max_size=4)
 @given(shape=SHAPES, broadcast=st.integers(0, 3), scalar=st.sampled_from([2, 0.5, True]),
        dtype=st.sampled_from([torch.float32, torch.float64, torch.int64]))
 def test_elementwise_results_from_the_memo_have_the_metadata_torch_gives(shape, broadcast, scalar, dtype):
-    memo = OpMemo()
+    memo = OpMemo(cheap=0)
     other = [1 if i == broadcast else s for i, s in enumerate(shape)]
 
     def ops():
@@ -71,7 +71,7 @@ def test_elementwise_results_from_the_memo_have_the_metadata_torch_gives(shape, 
 @given(batch=st.integers(1, 4), groups=st.sampled_from([1, 2, 4]), width=st.sampled_from([4, 8]),
        contiguous=st.booleans())
 def test_norms_and_linear_from_the_memo_match_torch(batch, groups, width, contiguous):
-    memo = OpMemo()
+    memo = OpMemo(cheap=0)
     weight, bias = torch.empty(3, width, device="meta"), torch.empty(3, device="meta")
 
     def ops():
@@ -86,7 +86,7 @@ def test_norms_and_linear_from_the_memo_match_torch(batch, groups, width, contig
 
 
 def test_in_place_operations_views_and_aliases_are_never_answered_from_the_memo():
-    memo = OpMemo()
+    memo = OpMemo(cheap=0)
     with meta_device(memo), torch.no_grad():
         for _ in range(2):
             x = torch.empty(4, 6)
@@ -99,7 +99,7 @@ def test_in_place_operations_views_and_aliases_are_never_answered_from_the_memo(
 
 
 def test_with_grad_on_or_real_tensors_the_memo_steps_aside():
-    memo = OpMemo()
+    memo = OpMemo(cheap=0)
     with meta_device(memo):
         w = torch.empty(3, 3, requires_grad=True)
         for _ in range(2):
@@ -113,13 +113,13 @@ def test_with_grad_on_or_real_tensors_the_memo_steps_aside():
 
 
 def test_factory_calls_without_a_device_still_land_on_meta_under_the_memo():
-    with meta_device(OpMemo()), torch.no_grad():
+    with meta_device(OpMemo(cheap=0)), torch.no_grad():
         made = [torch.zeros(2, 3), torch.randn(4), torch.arange(5), torch.full((2,), 1.0)]
     assert all(t.device.type == "meta" for t in made)
 
 
 def test_the_default_dtype_is_part_of_the_key():
-    memo = OpMemo()
+    memo = OpMemo(cheap=0)
     before = torch.get_default_dtype()
     with meta_device(memo), torch.no_grad():
         ints = torch.zeros(3, dtype=torch.int64)
@@ -133,8 +133,30 @@ def test_the_default_dtype_is_part_of_the_key():
 
 
 def test_a_tensor_the_memo_cannot_describe_simply_runs():
-    memo = OpMemo()
+    memo = OpMemo(cheap=0)
     with meta_device(memo), torch.no_grad():
         x = torch.empty(4, 3)
         out = torch.func.vmap(lambda row: row * 2 + 1)(x)  # functorch wrappers have no storage to key on
     assert out.shape == (4, 3) and out.device.type == "meta"
+
+
+def test_an_operation_cheaper_than_its_key_runs_every_time_and_a_costly_one_is_answered():
+    import time
+
+    calls = {"quick": 0, "slow": 0}
+
+    def quick(x):
+        calls["quick"] += 1
+        return torch.empty_like(x)
+
+    def slow(x):
+        calls["slow"] += 1
+        time.sleep(0.01)  # a Python meta kernel's cost, many times over
+        return torch.empty_like(x)
+
+    memo = OpMemo(cheap=0.005)
+    x = torch.empty(3, 4, device="meta")
+    with torch.no_grad():
+        outs = [memo.call(f, (x,), {}) for f in (quick, slow) for _ in range(3)]
+    assert calls == {"quick": 3, "slow": 1} and memo.hits == 2 and quick in memo.cheap and slow not in memo.cheap
+    assert all(o.shape == (3, 4) and o.device.type == "meta" for o in outs)

@@ -15,17 +15,21 @@ Only what is exactly reproducible is answered from the memo, and everything else
 - a result that is a fresh plain meta tensor, or a short tuple or list of them, none of them a
   view, an input, or sharing an input's storage (in-place operations, views and aliases run
   every time); no `out=`.
+An operation whose first run took less than `CHEAP` (a C++ meta kernel: `meta_kernels`) is not
+looked up again: its key would cost about what running it does.
 A meta result carries no data, so a fresh tensor of the same metadata is indistinguishable from
 the one the operation would have made (tests/test_meta_ops.py compares both on the reference
 model and on random operations).
 """
 
+import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
 import torch
 
 MAX_DEPTH = 3  # nesting of tuples and lists described (an LSTM returns (out, (h, c)))
+CHEAP = 25e-6  # seconds: an operation whose first run took less runs every time after (a key costs about that)
 _SCALARS = (int, float, bool, complex, str, type(None), torch.dtype, torch.device, torch.memory_format,
             torch.layout)
 _TENSORS = (torch.Tensor, torch.nn.Parameter)
@@ -72,14 +76,16 @@ def _rebuild(described: Any) -> Any:
 class OpMemo:
     """The results of one check's meta passes, keyed by operation and metadata."""
 
-    def __init__(self) -> None:
+    def __init__(self, cheap: float = CHEAP) -> None:
+        self.cheap_below = cheap  # seconds
         self.results: dict[Hashable, Any] = {}
         self.hits = 0
         self.runs = 0
+        self.cheap: set[Any] = set()  # operations cheaper to run than to look up (a C++ meta kernel)
 
     def call(self, func: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:
         """`func(*args, **kwargs)`, from the memo when the same operation on the same metadata ran before."""
-        if torch.is_grad_enabled() or "out" in kwargs:
+        if torch.is_grad_enabled() or "out" in kwargs or func in self.cheap:
             return func(*args, **kwargs)
         storages: list[int] = []
         try:  # the default dtype decides what factory calls and Python scalars make
@@ -91,8 +97,12 @@ class OpMemo:
         if known is not None:
             self.hits += 1
             return _rebuild(known)
+        started = time.perf_counter()
         out = func(*args, **kwargs)
         self.runs += 1
+        if time.perf_counter() - started < self.cheap_below:
+            self.cheap.add(func)
+            return out
         try:
             self.results[key] = _result(out, set(storages))
         except Exception:  # _Opaque, or a result whose metadata cannot be read: it runs every time
