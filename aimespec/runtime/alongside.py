@@ -115,8 +115,22 @@ class Alongside:
 
     @staticmethod
     def _wait_for_room() -> None:
-        while len(_running) >= min(MAX_RUNNING, MAX_RUNNING_PER_CPU * usable_cpus()):
-            _running[0]._finish()
+        """Until fewer than the most processes allowed run: whichever ends first makes room (a long one
+        started early does not hold back the short ones after it)."""
+        room = min(MAX_RUNNING, MAX_RUNNING_PER_CPU * usable_cpus())
+        if len(_running) < room:
+            return
+        now = time.monotonic()
+        for job in _running:  # silence while nobody listened is not its fault
+            job.expiry = max(job.expiry, now + GRACE)
+        while len(_running) >= room:
+            jobs = list(_running)
+            ready, _, _ = select.select([job.fd for job in jobs], [], [], min(job._wait() for job in jobs))
+            for job in jobs:
+                if job.fd in ready:
+                    job._read()
+                else:
+                    job._check_silence()
 
     def result(self) -> Any:
         """The job's return value; its exception re-raised; `AlongsideLost` when the process ended without one."""
@@ -139,24 +153,35 @@ class Alongside:
         if self._done is not None:
             return
         self.expiry = max(self.expiry, time.monotonic() + GRACE)  # silence while nobody listened is not its fault
+        while self._done is None:
+            ready, _, _ = select.select([self.fd], [], [], self._wait())
+            if ready:
+                self._read()
+            else:
+                self._check_silence()
+
+    def _wait(self) -> float:
+        """Seconds to wait for the process before its silence is looked at again."""
+        return min(max(0.0, self.expiry + GRACE - time.monotonic()), 1.0)
+
+    def _check_silence(self) -> None:
+        """A process silent past its running call's limit (and GRACE): stopped."""
+        if self._done is None and time.monotonic() > self.expiry + GRACE:
+            worker.kill(self.pid)
+            self._close(False, AlongsideLost(LOST_TIMEOUT.format(seconds=self.limit), stopped=True), None)
+
+    def _read(self) -> None:
+        """What the process sent since; once its result came or its channel closed, how it ended."""
+        chunk = os.read(self.fd, 1 << 20)
+        self.buffer += chunk
         result: tuple[bool, Any, str | None] | None = None
-        while result is None:
-            ready, _, _ = select.select([self.fd], [], [], min(max(0.0, self.expiry + GRACE - time.monotonic()), 1.0))
-            if not ready:
-                if time.monotonic() > self.expiry + GRACE:
-                    worker.kill(self.pid)
-                    self._close(False, AlongsideLost(LOST_TIMEOUT.format(seconds=self.limit), stopped=True), None)
-                    return
-                continue
-            chunk = os.read(self.fd, 1 << 20)
-            if not chunk:
-                break
-            self.buffer += chunk
-            for tag, payload in worker.messages(self.buffer):
-                if tag == worker.BEAT:
-                    self.expiry = time.monotonic() + struct.unpack("<d", payload)[0]
-                elif tag == worker.RESULT:
-                    result = _unpickle(payload)
+        for tag, payload in worker.messages(self.buffer):
+            if tag == worker.BEAT:
+                self.expiry = time.monotonic() + struct.unpack("<d", payload)[0]
+            elif tag == worker.RESULT:
+                result = _unpickle(payload)
+        if result is None and chunk:
+            return
         status = worker.reap(self.pid, time.monotonic() + GRACE)
         if result is not None:
             self._close(*result)
