@@ -86,6 +86,17 @@ def test_the_number_of_processes_running_at_once_is_bounded(monkeypatch):
     assert [j.result() for j in jobs] == [0, 1, 2, 3]
 
 
+def test_room_is_made_by_whichever_process_ends_first_not_by_the_oldest(monkeypatch):
+    monkeypatch.setattr(alongside, "MAX_RUNNING_PER_CPU", 1)
+    monkeypatch.setattr(alongside, "usable_cpus", lambda: 2)
+    long = Alongside(lambda: time.sleep(30) or "long", limit=60)  # a whole model's probes, started first
+    started = time.monotonic()
+    quick = [Alongside(lambda i=i: i, limit=20) for i in range(4)]  # each waits for room, never for `long`
+    assert [j.result() for j in quick] == [0, 1, 2, 3] and time.monotonic() - started < 15
+    assert long._done is None and len(alongside._running) == 1
+    long.cancel()
+
+
 def test_work_runs_alongside_only_inside_the_worker_process():
     assert not alongside.available()  # here: the test process, whose threads and state are not ours
     if alongside.usable_cpus() >= 2:
@@ -200,3 +211,40 @@ def test_probe_processes_end_with_the_worker_and_the_report_says_how_the_worker_
 def test_the_process_alongside_yields_the_cpu_to_the_worker():
     base = os.nice(0)
     assert Alongside(lambda: os.nice(0), limit=20).result() == min(19, base + alongside.NICE)
+
+
+ORDER = textwrap.dedent('''
+    from reference_model import build_model as reference_build_model
+    from reference_model.dynamics import LSTMLayer as ReferenceLSTMLayer
+
+    LOG = {log!r}
+
+
+    def note(what, module):
+        if next(module.parameters()).device.type != "meta":  # the real builds, not the meta passes
+            with open(LOG, "a") as out:
+                out.write(what + "\\n")
+
+
+    class LSTMLayer(ReferenceLSTMLayer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            note("component", self)
+
+
+    def build_model(cfg):
+        model = reference_build_model(cfg)
+        note("world", model)
+        return model
+''')
+
+
+def test_the_whole_model_is_built_first_so_its_probes_start_first_and_the_report_keeps_its_order(tmp_path):
+    log = tmp_path / "built.log"
+    path = tmp_path / "order.py"
+    path.write_text(ORDER.format(log=str(log)))
+    report = check(path, CFG, examples=1, vary_config=False)
+    assert report.ok, report
+    assert log.read_text().splitlines()[:2] == ["world", "component"]  # the longest probes start first
+    rows = [(r.contract, r.implementation) for r in report.results if r.checked_in != "inside"]
+    assert rows == [("LSTMLayer.forward", "LSTMLayer"), ("AimeWorldModel.forward_sequence", "build_model")]

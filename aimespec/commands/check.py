@@ -14,7 +14,7 @@ import random
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -179,14 +179,11 @@ class _Engine:
         return rows
 
     def _run_all(self, rows: list[ContractResult]) -> None:
+        worlds = self._build_worlds()  # first: their probes, the longest, run alongside the components' checks
         for comp in self.source.part_components():
             rows += self._component(comp)
-        covered: set[type] = set()
-        if self.source.build_model is not None:
-            rows += self._world(self.source.build_model, "build_model", covered)
-        for comp in self.source.world_components():
-            if not any(issubclass(t, comp.cls) for t in covered):
-                rows += self._world(comp.cls, comp.name, covered)
+        for world in worlds:
+            rows += world if isinstance(world, list) else self._world(world)
         self.probe_config = check_probes.finish(self, rows)
 
     # --- calling user code -----------------------------------------------------------------
@@ -307,7 +304,18 @@ class _Engine:
         return stop
 
     # --- the whole model -----------------------------------------------------------------------
-    def _world(self, factory: Any, label: str, covered: set[type]) -> list[ContractResult]:
+    def _build_worlds(self) -> list["_BuiltWorld | list[ContractResult]"]:
+        """Each whole model to check, built and its probes started; a model that could not be built is its row."""
+        worlds: list[_BuiltWorld | list[ContractResult]] = []
+        covered: set[type] = set()
+        if self.source.build_model is not None:
+            worlds.append(self._build_world(self.source.build_model, "build_model", covered))
+        for comp in self.source.world_components():
+            if not any(issubclass(t, comp.cls) for t in covered):
+                worlds.append(self._build_world(comp.cls, comp.name, covered))
+        return worlds
+
+    def _build_world(self, factory: Any, label: str, covered: set[type]) -> "_BuiltWorld | list[ContractResult]":
         mc = resolve(WORLD)
         is_class = isinstance(factory, type)
         row = ContractResult(mc.name, label, checked_in="model", file=self._file_of(factory))
@@ -325,8 +333,13 @@ class _Engine:
                                       message=f"{mc.name}: {label} built a {type(model).__name__} with no "
                                               "forward_sequence")))
             return [row]
+        return _BuiltWorld(factory, label, row, model, self._start_probes([mc], model).get(mc.name))
+
+    def _world(self, world: "_BuiltWorld") -> list[ContractResult]:
+        mc = resolve(WORLD)
+        factory, label, row, model, started = world.factory, world.label, world.row, world.model, world.started
+        is_class = isinstance(factory, type)
         inner: dict[tuple, ContractResult] = {}
-        started = self._start_probes([mc], model).get(mc.name)
         real = [(B, T) for B, T in self.world_pairs  # shapes on meta where the code allows it
                 if not self._on_meta(factory, lambda: build(factory, self.cfg) if is_class else factory(self.cfg),
                                      "forward_sequence", lambda m, r, B=B, T=T: self._world_call(
@@ -461,6 +474,17 @@ class _Engine:
 
 
 _ADVISED = (ViolationKind.VALUE, ViolationKind.TYPE, ViolationKind.MISSING, ViolationKind.DTYPE)  # why + fix
+
+
+@dataclass
+class _BuiltWorld:
+    """A whole model built, its row begun and its probes started; its checks come after the components'."""
+
+    factory: Any
+    label: str
+    row: ContractResult
+    model: Any
+    started: Started | None
 
 
 def _build_kind(exc: BaseException) -> ViolationKind:
