@@ -90,11 +90,13 @@ def test_room_is_made_by_whichever_process_ends_first_not_by_the_oldest(monkeypa
     monkeypatch.setattr(alongside, "MAX_RUNNING_PER_CPU", 1)
     monkeypatch.setattr(alongside, "usable_cpus", lambda: 2)
     long = Alongside(lambda: time.sleep(30) or "long", limit=60)  # a whole model's probes, started first
-    started = time.monotonic()
-    quick = [Alongside(lambda i=i: i, limit=20) for i in range(4)]  # each waits for room, never for `long`
-    assert [j.result() for j in quick] == [0, 1, 2, 3] and time.monotonic() - started < 15
-    assert long._done is None and len(alongside._running) == 1
-    long.cancel()
+    try:
+        started = time.monotonic()
+        quick = [Alongside(lambda i=i: i, limit=20) for i in range(4)]  # each waits for room, never for `long`
+        assert [j.result() for j in quick] == [0, 1, 2, 3] and time.monotonic() - started < 15
+        assert long._done is None and len(alongside._running) == 1
+    finally:
+        long.cancel()
 
 
 def test_work_runs_alongside_only_inside_the_worker_process():
@@ -248,3 +250,13 @@ def test_the_whole_model_is_built_first_so_its_probes_start_first_and_the_report
     assert log.read_text().splitlines()[:2] == ["world", "component"]  # the longest probes start first
     rows = [(r.contract, r.implementation) for r in report.results if r.checked_in != "inside"]
     assert rows == [("LSTMLayer.forward", "LSTMLayer"), ("AimeWorldModel.forward_sequence", "build_model")]
+
+
+def test_without_a_process_alongside_each_model_is_built_in_its_turn(monkeypatch, tmp_path):
+    monkeypatch.setattr(alongside, "available", lambda device="cpu": False)  # one CPU: nothing gained by order
+    log = tmp_path / "built.log"
+    path = tmp_path / "order.py"
+    path.write_text(ORDER.format(log=str(log)))
+    report = check(path, CFG, examples=1, vary_config=False)
+    assert report.ok, report
+    assert log.read_text().splitlines()[:2] == ["component", "world"]  # never two models in memory at once

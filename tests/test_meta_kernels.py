@@ -63,3 +63,14 @@ def test_in_the_worker_cpp_meta_kernels_give_the_metadata_the_python_ones_give(c
     assert "meta_kernels.py" in where["aten::convolution"]  # ... and the Python one again where there is no other
     assert got == expected
     assert "_meta_registrations.py" in _kernel_file("aten::addmm")  # the worker's change stayed there
+
+
+def test_where_torch_internals_differ_nothing_is_dropped():
+    def unknown_registration():
+        from torch import _meta_registrations
+
+        _meta_registrations._meta_lib_dont_use_me_use_register_meta._op_impls.add("aten/no_such_op/Meta")
+        return native_meta_kernels(), _kernel_file("aten::addmm")
+
+    switched, where = worker.isolated(unknown_registration, timeout=120)
+    assert not switched and "_meta_registrations.py" in where

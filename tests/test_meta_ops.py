@@ -140,23 +140,40 @@ def test_a_tensor_the_memo_cannot_describe_simply_runs():
     assert out.shape == (4, 3) and out.device.type == "meta"
 
 
-def test_an_operation_cheaper_than_its_key_runs_every_time_and_a_costly_one_is_answered():
-    import time
+def test_an_operation_cheaper_than_its_key_runs_every_time_and_a_costly_one_is_answered(monkeypatch):
+    from aimespec.runtime import meta_ops
 
+    now = [0.0]
+    monkeypatch.setattr(meta_ops.time, "perf_counter", lambda: now[0])  # each operation's cost, set below
     calls = {"quick": 0, "slow": 0}
 
     def quick(x):
         calls["quick"] += 1
+        now[0] += 1e-6  # a C++ meta kernel
         return torch.empty_like(x)
 
     def slow(x):
         calls["slow"] += 1
-        time.sleep(0.01)  # a Python meta kernel's cost, many times over
+        now[0] += 1e-3  # a Python meta kernel
         return torch.empty_like(x)
 
-    memo = OpMemo(cheap=0.005)
+    memo = OpMemo()  # the default threshold
     x = torch.empty(3, 4, device="meta")
     with torch.no_grad():
         outs = [memo.call(f, (x,), {}) for f in (quick, slow) for _ in range(3)]
     assert calls == {"quick": 3, "slow": 1} and memo.hits == 2 and quick in memo.cheap and slow not in memo.cheap
     assert all(o.shape == (3, 4) and o.device.type == "meta" for o in outs)
+
+
+def test_the_reference_model_on_meta_is_the_same_at_the_default_threshold():
+    cfg = AimeConfig.small()
+    with meta_device(), torch.no_grad(), checking("off"):
+        model = build_model(cfg)
+        obs = torch.empty(cfg.batch_size, cfg.sequence_length, cfg.image_channels, cfg.input_dim, cfg.input_dim)
+        actions = torch.empty(cfg.batch_size, cfg.sequence_length, cfg.action_dim)
+        plain = model.forward_sequence(obs, actions)
+    memo = OpMemo()
+    with meta_device(memo), torch.no_grad(), checking("off"):
+        runs = [model.forward_sequence(obs, actions) for _ in range(2)]
+    assert meta_of(runs[0]) == meta_of(plain) == meta_of(runs[1])
+    assert memo.hits > 0 and memo.cheap  # the costly operations answered, the cheap ones run

@@ -13,7 +13,7 @@ import inspect
 import random
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -179,10 +179,12 @@ class _Engine:
         return rows
 
     def _run_all(self, rows: list[ContractResult]) -> None:
-        worlds = self._build_worlds()  # first: their probes, the longest, run alongside the components' checks
+        worlds: Iterable[_BuiltWorld | list[ContractResult]] = self._build_worlds()
+        if self.probes and alongside.available(self.device):  # built first: their probes, the longest, run
+            worlds = list(worlds)                             # alongside the components' checks
         for comp in self.source.part_components():
             rows += self._component(comp)
-        for world in worlds:
+        for world in worlds:  # otherwise each is built here, when its turn comes (one model in memory at a time)
             rows += world if isinstance(world, list) else self._world(world)
         self.probe_config = check_probes.finish(self, rows)
 
@@ -304,16 +306,14 @@ class _Engine:
         return stop
 
     # --- the whole model -----------------------------------------------------------------------
-    def _build_worlds(self) -> list["_BuiltWorld | list[ContractResult]"]:
+    def _build_worlds(self) -> Iterator["_BuiltWorld | list[ContractResult]"]:
         """Each whole model to check, built and its probes started; a model that could not be built is its row."""
-        worlds: list[_BuiltWorld | list[ContractResult]] = []
         covered: set[type] = set()
         if self.source.build_model is not None:
-            worlds.append(self._build_world(self.source.build_model, "build_model", covered))
+            yield self._build_world(self.source.build_model, "build_model", covered)
         for comp in self.source.world_components():
             if not any(issubclass(t, comp.cls) for t in covered):
-                worlds.append(self._build_world(comp.cls, comp.name, covered))
-        return worlds
+                yield self._build_world(comp.cls, comp.name, covered)
 
     def _build_world(self, factory: Any, label: str, covered: set[type]) -> "_BuiltWorld | list[ContractResult]":
         mc = resolve(WORLD)

@@ -10,9 +10,14 @@ check's meta passes have concrete ones.
 In the isolating worker (`aimespec.runtime.worker`: a process of aimespec's own, which ends with
 the check) the first meta pass drops those registrations and makes them again only for the
 operations without a C++ meta kernel, so that every operation keeps a meta kernel and the ones
-with two use torch's native one. Outside a worker (`check(..., isolate=False)`, a test, the
-user's own process) torch is left exactly as it is. If torch's internals have changed, nothing
-is dropped.
+with two use torch's native one (the same shapes; where strides differ, the C++ ones are the CPU
+kernels'). Outside a worker (`check(..., isolate=False)`, a test, the user's own process) torch is
+left exactly as it is. If torch's internals have changed, nothing is dropped.
+
+One difference is visible to a model's own code, in the worker only: fake tensors with symbolic
+sizes driven by hand (a `FakeTensorMode` with a `ShapeEnv` inside a forward) get concrete sizes
+from an operation's C++ kernel where its Python one kept them symbolic. torch.compile and
+torch.export are not affected: they go through torch's Python dispatcher, whose table is left alone.
 """
 
 from typing import Any
