@@ -77,6 +77,20 @@ def test_the_cli_starts_without_torch_and_without_its_plugins():
     assert loaded == [] and printed.startswith("EXIT 0\naimespec ")
 
 
+def test_the_cli_loads_what_other_commands_show_only_when_they_run():
+    """Before `check` forks its worker, the CLI holds neither the explainer nor rich's panels, tables and
+    progress bars: `diagnose` and `collect` import them when they run."""
+    views = ("aimespec.explain.engine", "rich.syntax", "rich.table", "rich.panel", "rich.progress")
+    probe = "import aimespec.cli\nprint(sorted(m for m in {views!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", "import sys\n" + probe.format(views=views)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
+    loaded, printed = loaded_by_cli("diagnose", "--explain", "mat1 and mat2 shapes cannot be multiplied (4x512 and "
+                                    "256x480)")
+    assert loaded == [] and printed.startswith("EXIT 0")
+    assert "numbers in the config's symbols" in printed  # the view still renders
+
+
 def test_a_live_diagnosis_still_loads_torch_when_it_needs_it():
     loaded, printed = loaded_by_cli("diagnose", "4", "--json", "--set", "batch_size=2")
     assert "torch" in loaded and printed.startswith("EXIT 0")

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from aimespec.cli.options import JsonOpt, VerboseOpt
 from aimespec.cli.terminal import EXIT_USAGE, Terminal
@@ -38,6 +37,8 @@ def collect(
     verbose: VerboseOpt = False,
 ) -> None:
     """Record pixel episodes from a dm_control task: observations [N,T,3,S,S] uint8, actions [N,T,A] float32."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
     from aimespec.core.files import output_file
     from aimespec.data import PartialCollection, resolve_task, save_or_rescue
     from aimespec.data import collect as collect_episodes

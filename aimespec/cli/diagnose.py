@@ -4,19 +4,19 @@ import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Group
-from rich.panel import Panel
-from rich.syntax import Syntax
-from rich.table import Table
-from rich.text import Text
 
 from aimespec.cli.options import ConfigOpt, EnvOpt, JsonOpt, SetOpt, VerboseOpt, load_config
 from aimespec.cli.terminal import EXIT_USAGE, Terminal
 from aimespec.explain.documented import documented_errors
-from aimespec.explain.engine import Explanation, explain
 
-if TYPE_CHECKING:  # the live reproductions run PyTorch: imported only when one is asked for
+# Imported where used: the live reproductions (they run PyTorch) when one is asked for, rich's views and
+# the explainer when this command runs (every other command, `check` first, starts without them).
+if TYPE_CHECKING:
+    from rich.console import Group
+    from rich.panel import Panel
+
     from aimespec.explain.diagnose import Diagnosis
+    from aimespec.explain.engine import Explanation
 
 USAGE = "give an error number N (1-5), --list, --all or --explain TEXT (see `aimespec diagnose --help`)"
 
@@ -56,6 +56,8 @@ def diagnose(
         if not text.strip():
             term.fail(NOTHING_TO_EXPLAIN.format(source="standard input" if explain_text == "-" else "--explain"),
                       EXIT_USAGE)
+        from aimespec.explain.engine import explain
+
         with term.guard():
             result = explain(text, cfg, batch=batch, seq_len=seq_len)
         if json_:
@@ -84,6 +86,8 @@ NOTHING_TO_EXPLAIN = ("{source} held no text to explain: pass an error message o
 
 
 def _list(term: Terminal, json_: bool, version: str) -> None:
+    from rich.table import Table
+
     errors = documented_errors()
     if json_:
         term.json({"version": version, "errors": [
@@ -100,7 +104,12 @@ def _list(term: Terminal, json_: bool, version: str) -> None:
     term.show(table)
 
 
-def _diagnosis_view(d: "Diagnosis", verbose: bool) -> Panel:
+def _diagnosis_view(d: "Diagnosis", verbose: bool) -> "Panel":
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.syntax import Syntax
+    from rich.text import Text
+
     parts: list[Any] = [Text.assemble(("document says: ", "bold"), d.document_error)]
     parts.append(Text(f"WRONG code, run at B={d.batch} T={d.seq_len}:", style="bold"))
     parts.append(Syntax(d.wrong_code, "python", theme="ansi_dark", word_wrap=True))
@@ -126,7 +135,12 @@ def _diagnosis_view(d: "Diagnosis", verbose: bool) -> Panel:
                  border_style="green" if d.fix_verified else "red")
 
 
-def _explanation_view(e: Explanation) -> Group:
+def _explanation_view(e: "Explanation") -> "Group":
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
     numbers = Table(title="numbers in the config's symbols", show_header=True)
     numbers.add_column("number", justify="right")
     numbers.add_column("decompositions (most plausible first)", overflow="fold")
