@@ -30,7 +30,7 @@ def _boom(exc: BaseException):
     (["spec", "--json"], "aimespec.commands.spec.build_spec"),
     (["check", "--examples", "0"], "aimespec.commands.check.check"),
     (["trace"], "aimespec.commands.trace.trace"),
-    (["diagnose", "--explain", "size mismatch"], "aimespec.cli.diagnose.explain"),
+    (["diagnose", "--explain", "size mismatch"], "aimespec.explain.engine.explain"),  # imported when it runs
     (["train", "--data", "episodes.npz", "--steps", "1"], "reference_model.train.train"),  # a plugin command
 ])
 def test_an_unexpected_exception_in_an_engine_is_our_bug_exit_3(monkeypatch, command, target, exc):
