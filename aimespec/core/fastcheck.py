@@ -25,7 +25,7 @@ import torch
 from aimespec.core.config import AimeConfig
 from aimespec.core.contract import MethodContract
 from aimespec.core.dims import Leaf, Other, dim_names, evaluate, is_plain
-from aimespec.core.fastcheck_code import inputs_walk, result_walk
+from aimespec.core.fastcheck_code import Walk, inputs_walk, result_walk
 from aimespec.core.invariants import Invariant
 from aimespec.core.symbols import config_values, symbol_generation
 
@@ -140,26 +140,20 @@ class CallPlan:
         was, with the integer arguments bound (the full validator binds them too)."""
         if self.int_params:
             self.bind_ints(arguments, env)
-        again: Again = []
-        size = len(env)
-        try:
-            self._inputs(arguments, env, again)
-            if again:
-                self._after(again, env, values)
-        except Exception:  # _Fails, or a user's odd object (a keys() that raises): the full validator judges
-            _forget_from(env, size)
-            return False
-        return True
+        return self._holds(self._inputs, arguments, env, values)
 
     def holds_result(self, result: Any, env: dict[str, int], values: bool) -> bool:
         """Whether the call's result holds; True: `env` carries what it bound, False: `env` as it was."""
+        return self._holds(self._result, result, env, values)
+
+    def _holds(self, walk: Walk, value: Any, env: dict[str, int], values: bool) -> bool:
         again: Again = []
         size = len(env)
         try:
-            self._result(result, env, again)
+            walk(value, env, again)
             if again:
                 self._after(again, env, values)
-        except Exception:
+        except Exception:  # _Fails, or a user's odd object (a keys() that raises): the full validator judges
             _forget_from(env, size)
             return False
         return True
