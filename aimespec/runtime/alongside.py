@@ -118,19 +118,8 @@ class Alongside:
         """Until fewer than the most processes allowed run: whichever ends first makes room (a long one
         started early does not hold back the short ones after it)."""
         room = min(MAX_RUNNING, MAX_RUNNING_PER_CPU * usable_cpus())
-        if len(_running) < room:
-            return
-        now = time.monotonic()
-        for job in _running:  # silence while nobody listened is not its fault
-            job.expiry = max(job.expiry, now + GRACE)
-        while len(_running) >= room:
-            jobs = list(_running)
-            ready, _, _ = select.select([job.fd for job in jobs], [], [], min(job._wait() for job in jobs))
-            for job in jobs:
-                if job.fd in ready:
-                    job._read()
-                else:
-                    job._check_silence()
+        if len(_running) >= room:
+            _listen(list(_running), lambda: len(_running) < room)
 
     def result(self) -> Any:
         """The job's return value; its exception re-raised; `AlongsideLost` when the process ended without one."""
@@ -150,15 +139,8 @@ class Alongside:
             self._close(False, AlongsideLost("was cancelled"), None)
 
     def _finish(self) -> None:
-        if self._done is not None:
-            return
-        self.expiry = max(self.expiry, time.monotonic() + GRACE)  # silence while nobody listened is not its fault
-        while self._done is None:
-            ready, _, _ = select.select([self.fd], [], [], self._wait())
-            if ready:
-                self._read()
-            else:
-                self._check_silence()
+        if self._done is None:
+            _listen([self], lambda: self._done is not None)
 
     def _wait(self) -> float:
         """Seconds to wait for the process before its silence is looked at again."""
@@ -196,6 +178,22 @@ class Alongside:
             os.close(self.fd)
         if self in _running:
             _running.remove(self)
+
+
+def _listen(jobs: list[Alongside], enough: Callable[[], bool]) -> None:
+    """Read what `jobs` send (heartbeats, results, their ends) until `enough()`; a job silent past its
+    running call's limit is stopped."""
+    now = time.monotonic()
+    for job in jobs:  # silence while nobody listened is not its fault
+        job.expiry = max(job.expiry, now + GRACE)
+    while not enough():
+        live = [job for job in jobs if job._done is None]
+        ready, _, _ = select.select([job.fd for job in live], [], [], min(job._wait() for job in live))
+        for job in live:
+            if job.fd in ready:
+                job._read()
+            else:
+                job._check_silence()
 
 
 def _unpickle(payload: bytes) -> tuple[bool, Any, str | None]:
