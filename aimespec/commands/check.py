@@ -317,10 +317,10 @@ class _Engine:
 
     def _build_world(self, factory: Any, label: str, covered: set[type]) -> "_BuiltWorld | list[ContractResult]":
         mc = resolve(WORLD)
-        is_class = isinstance(factory, type)
+        make = (lambda: build(factory, self.cfg)) if isinstance(factory, type) else (lambda: factory(self.cfg))
         row = ContractResult(mc.name, label, checked_in="model", file=self._file_of(factory))
         try:
-            model = self._build(lambda: build(factory, self.cfg) if is_class else factory(self.cfg))
+            model = self._build(make)
         except (Exception, CallTimeout, SystemExit) as exc:
             row.add(self._raised(mc.name, _build_kind(exc), exc, None, None))
             return [row]
@@ -333,24 +333,23 @@ class _Engine:
                                       message=f"{mc.name}: {label} built a {type(model).__name__} with no "
                                               "forward_sequence")))
             return [row]
-        return _BuiltWorld(factory, label, row, model, self._start_probes([mc], model).get(mc.name))
+        return _BuiltWorld(factory, make, label, row, model, self._start_probes([mc], model).get(mc.name))
 
     def _world(self, world: "_BuiltWorld") -> list[ContractResult]:
         mc = resolve(WORLD)
-        factory, label, row, model, started = world.factory, world.label, world.row, world.model, world.started
-        is_class = isinstance(factory, type)
+        label, row, model = world.label, world.row, world.model
         inner: dict[tuple, ContractResult] = {}
         real = [(B, T) for B, T in self.world_pairs  # shapes on meta where the code allows it
-                if not self._on_meta(factory, lambda: build(factory, self.cfg) if is_class else factory(self.cfg),
-                                     "forward_sequence", lambda m, r, B=B, T=T: self._world_call(
-                                         row, mc, m, label, B, T, r, inner, "meta"))]
+                if not self._on_meta(world.factory, world.make, "forward_sequence",
+                                     lambda m, r, B=B, T=T: self._world_call(row, mc, m, label, B, T, r, inner,
+                                                                             "meta"))]
         if len(real) < len(self.world_pairs):  # value invariants: on small real tensors
             real.append(self.small_pair)
         with Recorder(self.cfg, self.source.files, check=True).install(model) as recorder:
             self._real_calls(real, ("B", "T"), lambda B, T: self._world_call(row, mc, model, label, B, T, recorder,
                                                                              inner),
                              lambda inputs: model.forward_sequence(*inputs.args), mc)
-        self._probe(row, mc, model, started)
+        self._probe(row, mc, model, world.started)
         return [row, *inner.values()]
 
     def _start_probes(self, mcs: list[MethodContract], obj: Any) -> dict[str, Started]:
@@ -480,7 +479,8 @@ _ADVISED = (ViolationKind.VALUE, ViolationKind.TYPE, ViolationKind.MISSING, Viol
 class _BuiltWorld:
     """A whole model built, its row begun and its probes started; its checks come after the components'."""
 
-    factory: Any
+    factory: Any  # the class or build_model (the meta passes' key)
+    make: Callable[[], Any]  # builds it from the config
     label: str
     row: ContractResult
     model: Any
