@@ -10,6 +10,7 @@ reference model returns and the reference losses take. It is also a read-only ma
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
+from functools import cache
 from typing import ClassVar, NotRequired, TypedDict, cast
 
 from jaxtyping import Float, Int
@@ -83,7 +84,7 @@ class WorldOutputs(Mapping[str, Tensor]):
     tokenizer_reconstructions: Float[Tensor, "B T C H W"]
 
     def __getitem__(self, key: str) -> Tensor:
-        if key not in self._names():
+        if key not in self._fields():
             raise KeyError(key)
         return getattr(self, key)
 
@@ -95,11 +96,18 @@ class WorldOutputs(Mapping[str, Tensor]):
 
     def contract_result(self) -> SequenceOutputs:
         """The record as the contract's mapping (what a check or a trace reads)."""
-        return cast(SequenceOutputs, dict(self.items()))
+        return cast(SequenceOutputs, {name: getattr(self, name) for name in self._names()})
 
     @classmethod
+    @cache
     def _names(cls) -> tuple[str, ...]:
+        """The field names in order, read once per class (a checked forward reads them ~30 times)."""
         return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    @cache
+    def _fields(cls) -> frozenset[str]:
+        return frozenset(cls._names())
 
 
 class AimeWorldModel(Contract):

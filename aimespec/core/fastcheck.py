@@ -26,7 +26,7 @@ from aimespec.core.config import AimeConfig
 from aimespec.core.contract import MethodContract
 from aimespec.core.dims import Leaf, Other, dim_names, evaluate, is_plain
 from aimespec.core.fastcheck_code import Walk, inputs_walk, result_walk
-from aimespec.core.invariants import Invariant
+from aimespec.core.invariants import Invariant, holds_test
 from aimespec.core.symbols import config_values, symbol_generation
 
 
@@ -40,6 +40,7 @@ class LeafPlan:
     exprs: tuple[tuple[int, Callable[[dict[str, int]], int]], ...]  # (axis, the compiled T*n_heads)
     dtypes: frozenset[torch.dtype] | None  # None: any dtype
     invariants: tuple[Invariant, ...]
+    test: Callable[[torch.Tensor], bool] | None  # every invariant at once (invariants.holds_test); None: one by one
 
     @property
     def again(self) -> bool:
@@ -94,8 +95,9 @@ def _leaf_plan(leaf: Leaf, contract: MethodContract, known: dict[str, int]) -> L
         found = {_dtype(name) for name in leaf.dtypes}
         dtypes = frozenset(d for d in found if d is not None)
     exact = tuple(size for _, size in consts) if len(consts) == len(leaf.dims) else None
+    invariants = tuple(contract.invariants_for(leaf.path))
     return LeafPlan(leaf, len(leaf.dims), exact, tuple(consts), tuple(symbols), tuple(exprs), dtypes,
-                    tuple(contract.invariants_for(leaf.path)))
+                    invariants, holds_test(invariants, leaf.dims))
 
 
 class _Fails(Exception):
@@ -174,6 +176,10 @@ class CallPlan:
             every: dict[str, int] | None = None  # the config's values and the call's, built when one reads them
             for plan, value in again:
                 if plan.invariants and not value.is_meta:  # meta tensors carry no values (check_value)
+                    if plan.test is not None:
+                        if not plan.test(value):
+                            raise _Fails
+                        continue
                     dims = plan.leaf.dims
                     for inv in plan.invariants:
                         symbols = env

@@ -6,7 +6,7 @@ input generator how to draw a valid tensor. Meta tensors carry no values: skippe
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -32,6 +32,16 @@ class Invariant:
     def draw(self, shape: tuple[int, ...], dims: Sequence[str], values: dict[str, int], g: torch.Generator):
         """A tensor of `shape` that satisfies this invariant (None: the default draw does)."""
         return None
+
+    def _fast(self, dims: Sequence[str]) -> "ExtremaTest | None":
+        """For the fast path (fastcheck.py): a test of a plain (detached), non-empty tensor given its
+        `_extrema`, True only where `violation` would find nothing; None: the fast path calls
+        `violation`. One (min, max) serves every invariant of a tensor, and what the test needs
+        (axes, bounds) is worked out here once per contract and config, not at every call."""
+        return None
+
+
+ExtremaTest = Callable[[torch.Tensor, float, float], bool]
 
 
 def _axes(over: tuple[str | int, ...], dims: Sequence[str]) -> tuple[int, ...]:
@@ -65,6 +75,23 @@ class Simplex(Invariant):
         if err > self.atol:
             return f"must sum to 1 over {self._over_text()}, but the largest |sum - 1| is {err:.4g}"
         return None
+
+    def _fast(self, dims):
+        try:
+            axes = _axes(self.over, dims)
+        except (ValueError, ZeroDivisionError):
+            return None  # an axis the tensor lacks: `violation` says so
+        atol, slow = self.atol, self.violation
+
+        def holds(v: torch.Tensor, low: float, high: float) -> bool:
+            if v.dtype != torch.float32:  # `violation` reads it as float32: its extrema may differ
+                return slow(v, dims, {}) is None
+            if not (math.isfinite(low) and math.isfinite(high)) or low < -atol:
+                return False
+            sum_low, sum_high = _extrema(v.sum(dim=axes))
+            return not max(sum_high - 1, 1 - sum_low) > atol
+
+        return holds
 
     def describe(self) -> str:
         return f"{self.path} sums to 1 over {self._over_text()}"
@@ -107,6 +134,19 @@ class InRange(Invariant):
         if bad_low or bad_high:
             return f"must lie in {self._interval()}, but spans [{lo:.4g}, {hi:.4g}]"
         return None
+
+    def _fast(self, dims):
+        low, high, low_open, high_open = self.low, self.high, self.low_open, self.high_open
+        low_slack, high_slack = self.low - self.atol, self.high + self.atol
+
+        def holds(v: torch.Tensor, lo: float, hi: float) -> bool:
+            if v.is_floating_point() and not (math.isfinite(lo) and math.isfinite(hi)):
+                return False
+            if (lo <= low) if low_open else (lo < low_slack):
+                return False
+            return not ((hi >= high) if high_open else (hi > high_slack))
+
+        return holds
 
     def describe(self) -> str:
         return f"{self.path} in {self._interval()}"
@@ -164,6 +204,15 @@ class FiniteLoss(Invariant):
             return f"must be >= 0, but is {v.min().item():.4g}"
         return None
 
+    def _fast(self, dims):
+        floor = -self.atol if self.nonnegative else -math.inf
+
+        def holds(v: torch.Tensor, lo: float, hi: float) -> bool:
+            # a NaN makes both extrema NaN, an Inf shows in one: `isfinite(v).all()` without a mask
+            return math.isfinite(lo) and math.isfinite(hi) and not lo < floor
+
+        return holds
+
     def describe(self) -> str:
         return f"{self.path} finite" + (" and >= 0" if self.nonnegative else "")
 
@@ -180,9 +229,38 @@ def _plain(value: torch.Tensor) -> torch.Tensor:
 
 def _extrema(v: torch.Tensor) -> tuple[float, float]:
     """(min, max) in one pass; a NaN anywhere makes both NaN and an Inf shows in one of them, so
-    `isfinite(min) and isfinite(max)` says whether every element is finite (no full-size mask)."""
+    `isfinite(min) and isfinite(max)` says whether every element is finite (no full-size mask).
+    One element (a loss, a perplexity, the sum of a single simplex) is read as it is."""
+    if v.numel() == 1:
+        x = v.item()
+        return x, x
     lo, hi = torch.aminmax(v)
     return lo.item(), hi.item()
+
+
+def _fast_is_own(inv: Invariant) -> bool:
+    """Whether the invariant's `_fast` was written with its `violation`: a subclass that says anew
+    what is wrong (its own `violation`) has no fast test until it writes its own `_fast` too."""
+    mro = type(inv).__mro__
+    return next(c for c in mro if "_fast" in c.__dict__) is next(c for c in mro if "violation" in c.__dict__)
+
+
+def holds_test(invariants: Sequence[Invariant], dims: Sequence[str]) -> Callable[[torch.Tensor], bool] | None:
+    """One test for every invariant of a tensor, True only where each `violation` finds nothing;
+    None when one of them has no fast test. The tensor's extrema are computed once for all."""
+    tests = [inv._fast(dims) if _fast_is_own(inv) else None for inv in invariants]
+    if not tests or any(t is None for t in tests):
+        return None
+    ready: tuple[ExtremaTest, ...] = tuple(t for t in tests if t is not None)
+
+    def holds(value: torch.Tensor) -> bool:
+        v = _plain(value)
+        if v.numel() == 0:  # no extrema: each invariant says what an empty tensor means
+            return all(inv.violation(v, dims, {}) is None for inv in invariants)
+        lo, hi = _extrema(v)
+        return all(test(v, lo, hi) for test in ready)
+
+    return holds
 
 
 def _num(x: float) -> str:
