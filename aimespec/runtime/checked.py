@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 
 from aimespec.core.contract import MethodContract, resolve
 from aimespec.core.errors import ContractViolation
-from aimespec.core.fastcheck import plan_of
+from aimespec.core.fastcheck import CallPlan, plan_of
+from aimespec.core.symbols import symbol_generation
 from aimespec.core.validate import CallChecker
 from aimespec.runtime.mode import ENV_VAR, MODES, call_state, checking, current_mode, env_mode, observing
 
@@ -33,6 +34,8 @@ def checked(ref: str, *, view: Callable[[Any], Any] | None = None) -> Callable[[
         sig = inspect.signature(fn)
         self_name = next(iter(sig.parameters))
         resolved: list[MethodContract] = []  # the contract, resolved at the first checked call
+        # (config, symbol generation, plan) of the last checked call: one tuple, read once (threads)
+        last: list[tuple[Any, int, CallPlan | None]] = [(None, -1, None)]
         bind = _binder(sig, self_name)
 
         @functools.wraps(fn)
@@ -46,7 +49,12 @@ def checked(ref: str, *, view: Callable[[Any], Any] | None = None) -> Callable[[
             if mode == "off":
                 result = fn(self, *args, **kwargs)
             else:
-                result = _checked_call(contract, self, fn, args, kwargs, arguments, mode == "full", view)
+                cfg, hit = self.cfg, last[0]
+                plan = hit[2]
+                if plan is None or hit[0] is not cfg or hit[1] != symbol_generation():  # else: plan_of's again
+                    plan = plan_of(contract, cfg)
+                    last[0] = (cfg, symbol_generation(), plan)
+                result = _checked_call(plan, contract, self, fn, args, kwargs, arguments, mode == "full", view)
             if observers:
                 shown = result if view is None else view(result)
                 for observe in observers:
@@ -65,12 +73,11 @@ def _resolve_into(resolved: list[MethodContract], ref: str) -> MethodContract:
     return resolved[0]
 
 
-def _checked_call(contract: MethodContract, obj: Any, fn: Callable[..., Any], args: tuple, kwargs: dict,
-                  arguments: dict[str, Any], values: bool, view: Callable[[Any], Any] | None) -> Any:
+def _checked_call(plan: CallPlan, contract: MethodContract, obj: Any, fn: Callable[..., Any], args: tuple,
+                  kwargs: dict, arguments: dict[str, Any], values: bool, view: Callable[[Any], Any] | None) -> Any:
     """Run `fn` held to its contract. A call that holds meets only the contract's plan at the
     object's config (fastcheck.py); a `CallChecker` is built only when the plan cannot vouch
     for it, to say what is wrong (or to find that nothing is)."""
-    plan = plan_of(contract, obj.cfg)
     env: dict[str, int] = {}
     checker = None
     if not plan.holds_inputs(arguments, env, values):
