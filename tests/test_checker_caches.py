@@ -113,3 +113,92 @@ def test_a_contract_checked_again_after_its_symbol_was_declared_anew_uses_the_ne
     finally:
         forget_user_symbols(__name__)
         forget_contracts(__name__)
+
+
+def _width_probe(name: str, contract_name: str):
+    """A checked module whose input width is the user's symbol `name` (latent_dim + 1 for now)."""
+    aimespec.symbol(name, "latent_dim + 1", meaning="a probe of the wrapper's plan")
+    namespace: dict = {}
+    exec(f"class {contract_name}(Contract):\n"
+         f"    def forward(self, x: Float[Tensor, 'B {name}']) -> Float[Tensor, 'B {name}']: ...\n",
+         {"Contract": Contract, "Float": Float, "Tensor": Tensor, "__name__": __name__}, namespace)
+
+    class Probe(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cfg = SMALL
+
+        @checked(f"{contract_name}.forward")
+        def forward(self, x: Tensor) -> Tensor:
+            return x
+
+    return Probe()
+
+
+def _redeclare(name: str) -> None:
+    forget_user_symbols(__name__)
+    aimespec.symbol(name, "latent_dim + 2", meaning="a probe of the wrapper's plan")
+
+
+def test_a_checked_method_follows_its_symbol_declared_anew_between_two_calls():
+    """The wrapper keeps its last plan: a symbol declared anew since must make it ask again."""
+    probe, width = _width_probe("n_wrapper_probe", "WrapperProbe"), SMALL.latent_dim
+    try:
+        with checking("full"):
+            probe(torch.zeros(2, width + 1))
+            _redeclare("n_wrapper_probe")
+            probe(torch.zeros(2, width + 2))
+            with pytest.raises(aimespec.ContractViolation, match=r"x expected \[B, n_wrapper_probe\]"):
+                probe(torch.zeros(2, width + 1))
+    finally:
+        forget_user_symbols(__name__)
+        forget_contracts(__name__)
+
+
+def test_a_symbol_declared_while_the_plan_is_compiled_is_not_missed(monkeypatch):
+    """Another thread declares the symbol anew while a call compiles its plan (simulated by doing it
+    right after plan_of): the plan was compiled without it, so the next call must compile again,
+    not keep it under the newer generation."""
+    import aimespec.runtime.checked as checked_module
+
+    probe, width = _width_probe("n_race_probe", "RaceProbe"), SMALL.latent_dim
+    real = checked_module.plan_of
+
+    def plan_of_then_redeclare(contract, cfg):
+        plan = real(contract, cfg)
+        _redeclare("n_race_probe")
+        monkeypatch.setattr(checked_module, "plan_of", real)
+        return plan
+
+    monkeypatch.setattr(checked_module, "plan_of", plan_of_then_redeclare)
+    try:
+        with checking("full"):
+            probe(torch.zeros(2, width + 1))  # held to the plan of latent_dim + 1, as it began
+            with pytest.raises(aimespec.ContractViolation, match=r"x expected \[B, n_race_probe\]"):
+                probe(torch.zeros(2, width + 1))
+            probe(torch.zeros(2, width + 2))
+    finally:
+        forget_user_symbols(__name__)
+        forget_contracts(__name__)
+
+
+def test_config_values_computed_while_a_symbol_is_declared_are_not_kept_as_the_newer_ones(monkeypatch):
+    """The same for the config's values: computed under the old table, kept under the old generation."""
+    from aimespec.core import symbols
+
+    free = resolve("DPGMMPrior.forward").free_symbols()
+    real = symbols._bound_values
+
+    def values_then_declare(cfg, generation):
+        values = real(cfg, generation)
+        monkeypatch.setattr(symbols, "_bound_values", real)
+        aimespec.symbol("n_values_probe", "latent_dim + 1", meaning="a probe of the values cache")
+        return values
+
+    fresh = dataclasses.replace(SMALL, hidden_dim=SMALL.hidden_dim)  # an object no cache has seen
+    monkeypatch.setattr(symbols, "_bound_values", values_then_declare)
+    try:
+        assert "n_values_probe" not in symbols.config_values(fresh, free)
+        assert symbols.config_values(fresh, free)["n_values_probe"] == SMALL.latent_dim + 1
+    finally:
+        forget_user_symbols(__name__)

@@ -152,3 +152,59 @@ def test_a_user_subclass_is_held_by_its_own_violation_through_a_checked_call():
         assert _Scale(0.2)(torch.ones(2, 5)).max().item() == pytest.approx(0.2)
         with pytest.raises(ContractViolation, match=r"must stay below 0\.25"):
             _Scale(0.3)(torch.ones(2, 5))
+
+
+def _around(x: float) -> list[float]:
+    """x and its float64 neighbours; read as float32 too, below."""
+    return [math.nextafter(x, -math.inf), x, math.nextafter(x, math.inf)] if math.isfinite(x) else [x]
+
+
+def _boundary_cases():
+    for lo, hi in ((0.0, 1.0), (-1.0, 1.0), (1.0, math.inf)):
+        for low_open in (False, True):
+            for high_open in (False, True):
+                for atol in (0.0, 1e-3):
+                    inv = InRange("x", lo, hi, low_open, high_open, atol)
+                    edges = [*_around(lo), *_around(lo - atol), *_around(hi), *_around(hi + atol)]
+                    for edge in edges:
+                        if math.isfinite(edge):
+                            yield inv, [edge, (lo + min(hi, lo + 2)) / 2]
+    for atol in (1e-3, 1e-6):
+        inv = Simplex("x", over=(-1,), atol=atol)
+        for low in (-2 * atol, -1.5 * atol, *_around(-atol), 0.0):
+            yield inv, [low, 0.5, 0.5 - low]
+        for err in (*_around(atol), 2 * atol, 0.5 * atol):
+            for sign in (1, -1):
+                yield inv, [0.25, 0.25, 0.5 + sign * err]
+    for atol in (0.0, 1e-5):
+        for value in (*_around(-atol), 0.0, 1.0):
+            yield FiniteLoss("x", nonnegative=True, atol=atol), [value]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_fast_test_agrees_with_violation_at_every_boundary(dtype):
+    """The minimum or maximum exactly at a bound, at a bound less its atol, and one float step
+    either side of each; a simplex's minimum and its sums around -atol and 1 +- atol."""
+    cases = 0
+    for inv, row in _boundary_cases():
+        t = torch.tensor([row], dtype=dtype)
+        if isinstance(inv, FiniteLoss):
+            t = t.reshape(())
+        dims = ("B", "K")[: t.dim()]
+        test = holds_test([inv], dims)
+        assert test is not None
+        assert test(t) is (inv.violation(t, dims, {}) is None), (inv, row, dtype)
+        cases += 1
+    assert cases > 250
+
+
+def test_a_subclass_whose_own_fast_test_fails_is_held_by_its_violation():
+    @dataclass(frozen=True)
+    class Strict(InRange):
+        def violation(self, value, dims, values):
+            return "must be zero" if value.abs().max().item() > 0 else None
+
+        def _fast(self, dims):
+            raise RuntimeError("a bug in a user's fast test")
+
+    assert holds_test([Strict("x", 0.0, 1.0)], DIMS) is None  # no fast test: each call asks `violation`

@@ -247,10 +247,19 @@ def _fast_is_own(inv: Invariant) -> bool:
     return next(c for c in mro if "_fast" in c.__dict__) is next(c for c in mro if "violation" in c.__dict__)
 
 
+def _fast_of(inv: Invariant, dims: Sequence[str]) -> ExtremaTest | None:
+    if not _fast_is_own(inv):
+        return None
+    try:
+        return inv._fast(dims)
+    except Exception:  # a subclass's own `_fast` that fails: its `violation` judges every call
+        return None
+
+
 def holds_test(invariants: Sequence[Invariant], dims: Sequence[str]) -> Callable[[torch.Tensor], bool] | None:
     """One test for every invariant of a tensor, True only where each `violation` finds nothing;
     None when one of them has no fast test. The tensor's extrema are computed once for all."""
-    tests = [inv._fast(dims) if _fast_is_own(inv) else None for inv in invariants]
+    tests = [_fast_of(inv, dims) for inv in invariants]
     if not tests or any(t is None for t in tests):
         return None
     ready: tuple[ExtremaTest, ...] = tuple(t for t in tests if t is not None)

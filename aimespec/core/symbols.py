@@ -206,15 +206,17 @@ def config_values(cfg: AimeConfig, free: frozenset[str]) -> dict[str, int]:
     Once per (config, free set, symbol generation): by identity, not by hashing the config's
     fields at every call (a config is frozen; the generation moves when a user's symbol comes
     or goes, and the entry is computed again)."""
-    key = (id(cfg), id(free))
+    key, generation = (id(cfg), id(free)), _generation[0]  # read once: see below
     hit = _CONFIG_VALUES.get(key)
-    if hit is None or hit[0] is not cfg or hit[1] is not free or hit[2] != _generation[0]:
-        values = bound_values(cfg)
+    if hit is None or hit[0] is not cfg or hit[1] is not free or hit[2] != generation:
+        values = dict(_bound_values(cfg, generation))
         for name in free:
             values.pop(name, None)
         if len(_CONFIG_VALUES) >= _CONFIG_VALUES_MAX:
             _CONFIG_VALUES.clear()
-        hit = _CONFIG_VALUES[key] = (cfg, free, _generation[0], values)
+        # under the generation read before computing: a symbol declared meanwhile (another thread)
+        # makes the next call compute again, instead of these values passing for the newer table's
+        hit = _CONFIG_VALUES[key] = (cfg, free, generation, values)
     return hit[3]
 
 

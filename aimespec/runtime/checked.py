@@ -49,11 +49,13 @@ def checked(ref: str, *, view: Callable[[Any], Any] | None = None) -> Callable[[
             if mode == "off":
                 result = fn(self, *args, **kwargs)
             else:
-                cfg, hit = self.cfg, last[0]
+                cfg, hit, generation = self.cfg, last[0], symbol_generation()
                 plan = hit[2]
-                if plan is None or hit[0] is not cfg or hit[1] != symbol_generation():  # else: plan_of's again
+                if plan is None or hit[0] is not cfg or hit[1] != generation:  # else: plan_of's answer again
+                    # the generation read before plan_of: a symbol declared meanwhile (another thread)
+                    # makes the next call ask again instead of keeping a plan compiled without it
                     plan = plan_of(contract, cfg)
-                    last[0] = (cfg, symbol_generation(), plan)
+                    last[0] = (cfg, generation, plan)
                 result = _checked_call(plan, contract, self, fn, args, kwargs, arguments, mode == "full", view)
             if observers:
                 shown = result if view is None else view(result)
