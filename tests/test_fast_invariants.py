@@ -15,6 +15,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from aimespec import AimeConfig, Contract, InRange, checked, checking, invariants
+from aimespec.core.contract import forget_contracts
 from aimespec.core.errors import ContractViolation
 from aimespec.core.invariants import FiniteLoss, Invariant, Simplex, holds_test
 
@@ -131,27 +132,29 @@ class _Quarter(InRange):
         return "must stay below 0.25" if value.max().item() >= 0.25 else None
 
 
-class FastTestQuarterScale(Contract):
-    @invariants(_Quarter("y", -math.inf, math.inf))
-    def forward(self, x: Float[Tensor, "B K"]) -> Annotated[Float[Tensor, "B K"], "y"]: ...
-
-
-class _Scale(torch.nn.Module):
-    def __init__(self, factor: float) -> None:
-        super().__init__()
-        self.cfg, self.factor = AimeConfig.small(), factor
-
-    @checked("FastTestQuarterScale.forward")
-    def forward(self, x: Tensor) -> Tensor:
-        return x * self.factor
-
-
 def test_a_user_subclass_is_held_by_its_own_violation_through_a_checked_call():
     """End to end: InRange's fast test would pass 0.3 (no bounds); the subclass's `violation` does not."""
-    with checking("full"):
-        assert _Scale(0.2)(torch.ones(2, 5)).max().item() == pytest.approx(0.2)
-        with pytest.raises(ContractViolation, match=r"must stay below 0\.25"):
-            _Scale(0.3)(torch.ones(2, 5))
+
+    class FastTestQuarterScale(Contract):
+        @invariants(_Quarter("y", -math.inf, math.inf))
+        def forward(self, x: Float[Tensor, "B K"]) -> Annotated[Float[Tensor, "B K"], "y"]: ...
+
+    class Scale(torch.nn.Module):
+        def __init__(self, factor: float) -> None:
+            super().__init__()
+            self.cfg, self.factor = AimeConfig.small(), factor
+
+        @checked("FastTestQuarterScale.forward")
+        def forward(self, x: Tensor) -> Tensor:
+            return x * self.factor
+
+    try:
+        with checking("full"):
+            assert Scale(0.2)(torch.ones(2, 5)).max().item() == pytest.approx(0.2)
+            with pytest.raises(ContractViolation, match=r"must stay below 0\.25"):
+                Scale(0.3)(torch.ones(2, 5))
+    finally:
+        forget_contracts(__name__)  # other tests walk every registered contract
 
 
 def _around(x: float) -> list[float]:
