@@ -189,3 +189,15 @@ def test_a_checked_method_still_raises_pythons_type_error():
 
     with checking("full"), pytest.raises(TypeError):
         Thing().forward()  # type: ignore[call-arg]
+
+
+def test_shapes_mode_reads_no_value_and_so_takes_the_fast_path_past_a_bad_one(monkeypatch):
+    """`shapes` reads no tensor's values: a result out of its invariants (pi not a simplex, NaN) still
+    meets only the plan, and the full validator is never built for it."""
+    mc = next(m for m in METHODS if m.name == "DPGMMPrior.forward")
+    result = make_result(mc, CFG, 3, 4)
+    result = {**result, "pi": torch.full_like(result["pi"], math.nan)}
+    monkeypatch.setattr(CallChecker, "_check_nodes", lambda self, nodes: pytest.fail("the full validator ran"))
+    plan, env = fastcheck.plan_of(mc, CFG), {"B": 3}
+    assert plan.holds_result(result, env, values=False)
+    assert not plan.holds_result(result, {"B": 3}, values=True)

@@ -44,8 +44,14 @@ class LeafPlan:
 
     @property
     def again(self) -> bool:
-        """Whether the tensor is looked at again after the walk (its expressions, its invariants)."""
-        return bool(self.exprs or self.invariants)
+        """Whether the tensor is looked at again after the walk: its expressions (every symbol bound
+        first), its invariants when they have no compiled test or it has expressions."""
+        return bool(self.exprs or (self.invariants and self.test is None))
+
+    @property
+    def inline(self) -> bool:
+        """Whether the walk itself runs the tensor's compiled value test (fastcheck_code.py)."""
+        return self.test is not None and not self.again
 
 
 def _dtype(name: str) -> torch.dtype | None:
@@ -152,7 +158,7 @@ class CallPlan:
         again: Again = []
         size = len(env)
         try:
-            walk(value, env, again)
+            walk(value, env, again, values)
             if again:
                 self._after(again, env, values)
         except Exception:  # _Fails, or a user's odd object (a keys() that raises): the full validator judges

@@ -9,8 +9,9 @@ the validator's rules would do, node by node, in the same order:
 
 - a tensor (`Leaf`): missing or None is fine only if optional; then a `torch.Tensor` of the
   contract's rank and dtypes, every known size compared (at once when all are known), every
-  symbol bound by the first tensor that has it and compared after; kept in `again` when it has
-  expressions or invariants (fastcheck.py looks at those after the walk);
+  symbol bound by the first tensor that has it and compared after; its invariants' compiled
+  test run then and there (with values), or the tensor kept in `again` when it has expressions
+  or invariants without one (fastcheck.py looks at those after the walk);
 - a tuple: a tuple or list of the right length, its items in order (None: fine if optional);
 - a mapping: a `Mapping` or a record answering `keys()`, its entries (a missing one is absent);
 - anything else: `isinstance` for a class, beartype's `is_bearable` for other hints.
@@ -26,7 +27,7 @@ from beartype.door import is_bearable
 
 from aimespec.core.dims import DictNode, Leaf, Node, Other, TupleNode
 
-Walk = Callable[[Any, dict[str, int], list], None]  # (the arguments or the result, env, again)
+Walk = Callable[[Any, dict[str, int], list, bool], None]  # (the arguments or the result, env, again, values)
 
 
 class _Writer:
@@ -99,6 +100,9 @@ class _Writer:
                 self.emit(d + 1, "raise F")
         if plan.again:
             self.emit(d, f"again.append(({self.const(plan)}, {v}))")
+        elif plan.inline:  # meta tensors carry no values (check_value)
+            self.emit(d, f"if values and not {v}.is_meta and not {self.const(plan.test)}({v}):")
+            self.emit(d + 1, "raise F")
 
     def _tuple(self, node: TupleNode, v: str, depth: int) -> None:
         d = self._unless_none(node, v, depth)
@@ -149,7 +153,7 @@ def inputs_walk(params: list[tuple[str, Node]], plan_for: Callable[[Leaf], Any],
                 title: str) -> Walk:
     """`walk(arguments, env, again)`: each parameter, given (a key of `arguments`) or not."""
     out = _Writer(plan_for, fails)
-    out.emit(0, "def walk(a, env, again):")
+    out.emit(0, "def walk(a, env, again, values):")
     out.emit(1, "pass")
     for name, node in params:
         v = out.var()
@@ -164,7 +168,7 @@ def inputs_walk(params: list[tuple[str, Node]], plan_for: Callable[[Leaf], Any],
 def result_walk(node: Node, plan_for: Callable[[Leaf], Any], fails: type[Exception], title: str) -> Walk:
     """`walk(result, env, again)`."""
     out = _Writer(plan_for, fails)
-    out.emit(0, "def walk(v0, env, again):")
+    out.emit(0, "def walk(v0, env, again, values):")
     out.emit(1, "pass")
     out.present(node, "v0", 1)
     return out.compile(title)
