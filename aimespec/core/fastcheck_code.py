@@ -151,7 +151,7 @@ class _Writer:
 
 def inputs_walk(params: list[tuple[str, Node]], plan_for: Callable[[Leaf], Any], fails: type[Exception],
                 title: str) -> Walk:
-    """`walk(arguments, env, again)`: each parameter, given (a key of `arguments`) or not."""
+    """`walk(arguments, env, again, values)`: each parameter, given (a key of `arguments`) or not."""
     out = _Writer(plan_for, fails)
     out.emit(0, "def walk(a, env, again, values):")
     out.emit(1, "pass")
@@ -166,7 +166,7 @@ def inputs_walk(params: list[tuple[str, Node]], plan_for: Callable[[Leaf], Any],
 
 
 def result_walk(node: Node, plan_for: Callable[[Leaf], Any], fails: type[Exception], title: str) -> Walk:
-    """`walk(result, env, again)`."""
+    """`walk(result, env, again, values)`."""
     out = _Writer(plan_for, fails)
     out.emit(0, "def walk(v0, env, again, values):")
     out.emit(1, "pass")
