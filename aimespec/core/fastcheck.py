@@ -110,7 +110,7 @@ class _Fails(Exception):
     """The fast path cannot vouch for the call: the full validator takes over."""
 
 
-Again = list[tuple[LeafPlan, torch.Tensor]]  # the tensors with expressions or invariants, for after the walk
+Again = list[tuple[LeafPlan, torch.Tensor]]  # tensors with expressions, or invariants without a compiled test: after the walk
 
 
 class CallPlan:
