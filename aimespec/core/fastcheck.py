@@ -110,7 +110,8 @@ class _Fails(Exception):
     """The fast path cannot vouch for the call: the full validator takes over."""
 
 
-Again = list[tuple[LeafPlan, torch.Tensor]]  # tensors with expressions, or invariants without a compiled test: after the walk
+# the tensors with expressions, or with invariants but no compiled test: looked at after the walk
+Again = list[tuple[LeafPlan, torch.Tensor]]
 
 
 class CallPlan:
