@@ -84,7 +84,7 @@ class WorldOutputs(Mapping[str, Tensor]):
     tokenizer_reconstructions: Float[Tensor, "B T C H W"]
 
     def __getitem__(self, key: str) -> Tensor:
-        if key not in self._fields():
+        if key not in self._names():
             raise KeyError(key)
         return getattr(self, key)
 
@@ -103,11 +103,6 @@ class WorldOutputs(Mapping[str, Tensor]):
     def _names(cls) -> tuple[str, ...]:
         """The field names in order, read once per class (a checked forward reads them ~30 times)."""
         return tuple(f.name for f in fields(cls))
-
-    @classmethod
-    @cache
-    def _fields(cls) -> frozenset[str]:
-        return frozenset(cls._names())
 
 
 class AimeWorldModel(Contract):

@@ -81,14 +81,14 @@ class Simplex(Invariant):
             axes = _axes(self.over, dims)
         except (ValueError, ZeroDivisionError):
             return None  # an axis the tensor lacks: `violation` says so
-        atol, slow, isfinite, f32, extrema = self.atol, self.violation, math.isfinite, torch.float32, _extrema
+        atol = self.atol
 
         def holds(v: torch.Tensor, low: float, high: float) -> bool:
-            if v.dtype != f32:  # `violation` reads it as float32: its extrema may differ
-                return slow(v, dims, {}) is None
-            if not (isfinite(low) and isfinite(high)) or low < -atol:
+            if v.dtype != torch.float32:  # `violation` reads it as float32: its extrema may differ
+                return self.violation(v, dims, {}) is None
+            if not (math.isfinite(low) and math.isfinite(high)) or low < -atol:
                 return False
-            sum_low, sum_high = extrema(v.sum(dim=axes))
+            sum_low, sum_high = _extrema(v.sum(dim=axes))
             return not max(sum_high - 1, 1 - sum_low) > atol
 
         return holds
@@ -138,10 +138,9 @@ class InRange(Invariant):
     def _fast(self, dims):
         low, high, low_open, high_open = self.low, self.high, self.low_open, self.high_open
         low_slack, high_slack = self.low - self.atol, self.high + self.atol
-        isfinite = math.isfinite
 
         def holds(v: torch.Tensor, lo: float, hi: float) -> bool:
-            if v.is_floating_point() and not (isfinite(lo) and isfinite(hi)):
+            if v.is_floating_point() and not (math.isfinite(lo) and math.isfinite(hi)):
                 return False
             if (lo <= low) if low_open else (lo < low_slack):
                 return False
@@ -207,11 +206,10 @@ class FiniteLoss(Invariant):
 
     def _fast(self, dims):
         floor = -self.atol if self.nonnegative else -math.inf
-        isfinite = math.isfinite
 
         def holds(v: torch.Tensor, lo: float, hi: float) -> bool:
             # a NaN makes both extrema NaN, an Inf shows in one: `isfinite(v).all()` without a mask
-            return isfinite(lo) and isfinite(hi) and not lo < floor
+            return math.isfinite(lo) and math.isfinite(hi) and not lo < floor
 
         return holds
 
@@ -263,24 +261,13 @@ def holds_test(invariants: Sequence[Invariant], dims: Sequence[str]) -> Callable
     if not tests or any(t is None for t in tests):
         return None
     ready: tuple[ExtremaTest, ...] = tuple(t for t in tests if t is not None)
-    # A checked forward runs ~50 of these between the model's own operations, with the CPU's caches
-    # full of the model's: the test reads no module global and calls no helper of its own.
-    aminmax, numel, item = torch.aminmax, torch.Tensor.numel, torch.Tensor.item
 
     def holds(value: torch.Tensor) -> bool:
-        v = value.detach() if value.requires_grad else value  # _plain
-        n = numel(v)
-        if n == 1:  # _extrema, inline
-            lo = hi = item(v)
-        elif n:
-            low, high = aminmax(v)
-            lo, hi = item(low), item(high)
-        else:  # no extrema: each invariant says what an empty tensor means
+        v = _plain(value)
+        if v.numel() == 0:  # no extrema: each invariant says what an empty tensor means
             return all(inv.violation(v, dims, {}) is None for inv in invariants)
-        for test in ready:
-            if not test(v, lo, hi):
-                return False
-        return True
+        lo, hi = _extrema(v)
+        return all(test(v, lo, hi) for test in ready)
 
     return holds
 
