@@ -118,10 +118,9 @@ def test_a_contract_checked_again_after_its_symbol_was_declared_anew_uses_the_ne
 def _width_probe(name: str, contract_name: str):
     """A checked module whose input width is the user's symbol `name` (latent_dim + 1 for now)."""
     aimespec.symbol(name, "latent_dim + 1", meaning="a probe of the wrapper's plan")
-    namespace: dict = {}
-    exec(f"class {contract_name}(Contract):\n"
-         f"    def forward(self, x: Float[Tensor, 'B {name}']) -> Float[Tensor, 'B {name}']: ...\n",
-         {"Contract": Contract, "Float": Float, "Tensor": Tensor, "__name__": __name__}, namespace)
+
+    class _Contract(Contract, name=contract_name):
+        def forward(self, x: Float[Tensor, f"B {name}"]) -> Float[Tensor, f"B {name}"]: ...
 
     class Probe(torch.nn.Module):
         def __init__(self) -> None:
