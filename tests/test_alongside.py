@@ -241,22 +241,23 @@ ORDER = textwrap.dedent('''
 ''')
 
 
-def test_the_whole_model_is_built_first_so_its_probes_start_first_and_the_report_keeps_its_order(tmp_path):
-    log = tmp_path / "built.log"
-    path = tmp_path / "order.py"
+def _check_order(tmp_path):
+    """`check` of ORDER's file: the report, and which real build came first."""
+    log, path = tmp_path / "built.log", tmp_path / "order.py"
     path.write_text(ORDER.format(log=str(log)))
     report = check(path, CFG, examples=1, vary_config=False)
     assert report.ok, report
-    assert log.read_text().splitlines()[:2] == ["world", "component"]  # the longest probes start first
+    return report, log.read_text().splitlines()[:2]
+
+
+def test_the_whole_model_is_built_first_so_its_probes_start_first_and_the_report_keeps_its_order(tmp_path):
+    report, built = _check_order(tmp_path)
+    assert built == ["world", "component"]  # the longest probes start first
     rows = [(r.contract, r.implementation) for r in report.results if r.checked_in != "inside"]
     assert rows == [("LSTMLayer.forward", "LSTMLayer"), ("AimeWorldModel.forward_sequence", "build_model")]
 
 
 def test_without_a_process_alongside_each_model_is_built_in_its_turn(monkeypatch, tmp_path):
     monkeypatch.setattr(alongside, "available", lambda device="cpu": False)  # one CPU: nothing gained by order
-    log = tmp_path / "built.log"
-    path = tmp_path / "order.py"
-    path.write_text(ORDER.format(log=str(log)))
-    report = check(path, CFG, examples=1, vary_config=False)
-    assert report.ok, report
-    assert log.read_text().splitlines()[:2] == ["component", "world"]  # never two models in memory at once
+    _report, built = _check_order(tmp_path)
+    assert built == ["component", "world"]  # never two models in memory at once
